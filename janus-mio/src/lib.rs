@@ -1,0 +1,1 @@
+//! The mio edge node. Not built yet: see ARCHITECTURE.md ("janus-mio: the edge").
