@@ -4,6 +4,8 @@
 //! To update the checked-in code after editing a `.proto` file:
 //! `JANUS_REGENERATE=1 cargo test -p janus-proto --test codegen`.
 
+#![allow(clippy::expect_used)]
+
 use std::{
     collections::BTreeMap,
     fs,
@@ -26,7 +28,10 @@ const PROTO_FILES: &[&str] = &[
 const SERVICE_PACKAGES: &[(&str, &str)] = &[
     (".player.intra.v1", "crate::player::intra::v1"),
     (".room.intra.v1", "crate::room::intra::v1"),
-    (".broadcaster.service.push.v1", "crate::broadcaster::service::push::v1"),
+    (
+        ".broadcaster.service.push.v1",
+        "crate::broadcaster::service::push::v1",
+    ),
 ];
 
 fn crate_dir() -> PathBuf {
@@ -67,7 +72,11 @@ fn generate(out: &Path) -> BTreeMap<String, String> {
     let mut files = BTreeMap::new();
     for entry in fs::read_dir(&messages).expect("read messages") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         files.insert(name, fs::read_to_string(&path).expect("read"));
     }
     for (proto, _) in SERVICE_PACKAGES {

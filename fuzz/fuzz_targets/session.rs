@@ -1,0 +1,123 @@
+//! Sequences of session operations after a successful handshake, with `cfg(fuzzing)` packet
+//! opening (a sealed body is `nonce ‖ plaintext ‖ tag`, tags unchecked) so the fuzzer writes
+//! packets directly. Checks the session's invariants after every operation.
+#![no_main]
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use janus_core::{
+    CloseReason, Time,
+    client::{ClientEvent, ClientSession},
+    route::{TunnelKey, TunnelKind},
+    session::{Event, Session, SessionState, TunnelMessage},
+    testing::{test_client_config, test_server_config, test_token},
+};
+use janus_proto::{broadcaster::service::push::v1::PushBody, packet::Packet};
+use libfuzzer_sys::{arbitrary::Arbitrary, fuzz_target};
+use prost::Message;
+
+const UID: i64 = 10001;
+const BUDGET: usize = 64 * 1024;
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Packet { module: i32, seq: i32, obj: i64, index_delta: i8, compress: bool, data: Vec<u8> },
+    RawFrame(Vec<u8>),
+    Bytes(Vec<u8>),
+    Reply { kind: bool, oid: i64, index: i32, len: u16 },
+    Push { len: u16 },
+    PushPacket(Vec<u8>),
+    Advance(u16),
+    Flush,
+    TunnelClosed { kind: bool, oid: i64 },
+    Drain,
+    Close,
+}
+
+fuzz_target!(|ops: Vec<Op>| {
+    let now0 = Time::from_unix_secs(1_700_000_000);
+    let mut config = test_server_config(true);
+    config.session.outbound_budget = BUDGET;
+    config.session.max_tunnels = 4;
+    let mut server = Session::new(Arc::new(config), now0, [3; 32]);
+    let mut client = ClientSession::new(&test_client_config(true, test_token(UID, now0, 1)), now0, [4; 32]);
+    // Handshake for real (it is plaintext; verification is bypassed in fuzzing builds anyway).
+    if let Some(b) = client.poll_transmit() {
+        server.handle_bytes(now0, &b);
+    }
+    let _ = server.poll_transmit();
+    let mut now = now0;
+    let mut next_index = 1i32;
+    let mut closed = false;
+    let mut open = HashSet::new();
+    for op in ops {
+        match op {
+            Op::Packet { module, seq, obj, index_delta, compress, data } => {
+                let index = next_index.wrapping_add(i32::from(index_delta) % 2);
+                next_index = next_index.wrapping_add(1);
+                let p = Packet { data: data.into(), obj, r#mod: module, seq, index, compress, ..Default::default() };
+                let body = p.encode_to_vec();
+                let mut frame = ((body.len() + 28) as u32).to_be_bytes().to_vec();
+                frame.extend_from_slice(&[0; 12]);
+                frame.extend_from_slice(&body);
+                frame.extend_from_slice(&[0; 16]);
+                server.handle_bytes(now, &frame);
+            }
+            Op::RawFrame(body) => {
+                let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+                frame.extend_from_slice(&body);
+                server.handle_bytes(now, &frame);
+            }
+            Op::Bytes(b) => server.handle_bytes(now, &b),
+            Op::Reply { kind, oid, index, len } => {
+                let key = TunnelKey { kind: if kind { TunnelKind::ROOM } else { TunnelKind::PLAYER }, oid };
+                let msg = TunnelMessage { data: vec![7u8; usize::from(len)].into(), module: 3, seq: 1, index, ..Default::default() };
+                server.handle_tunnel(now, key, msg);
+            }
+            Op::Push { len } => {
+                server.push(now, &PushBody { data: vec![1u8; usize::from(len)].into(), r#mod: 3, seq: 2, ..Default::default() });
+            }
+            Op::PushPacket(p) => {
+                server.push_packet(now, &p);
+            }
+            Op::Advance(ms) => {
+                now = now + Duration::from_millis(u64::from(ms) * 10);
+                server.handle_timeout(now);
+            }
+            Op::Flush => {
+                if let Some(bytes) = server.poll_transmit() {
+                    // The client may not understand fuzzing-build packets; it must not panic.
+                    client.handle_bytes(now, &bytes);
+                    while let Some(ClientEvent::Packet(_) | ClientEvent::Established { .. } | ClientEvent::Closed(_)) = client.poll_event() {}
+                }
+            }
+            Op::TunnelClosed { kind, oid } => {
+                let key = TunnelKey { kind: if kind { TunnelKind::ROOM } else { TunnelKind::PLAYER }, oid };
+                open.remove(&key);
+                server.handle_tunnel_closed(now, key);
+            }
+            Op::Drain => server.drain(now),
+            Op::Close => server.close(now, CloseReason::AdminKickOut),
+        }
+        while let Some(event) = server.poll_event() {
+            assert!(!closed, "event after Closed: {event:?}");
+            match event {
+                Event::OpenTunnel(key) => assert!(open.insert(key), "opened twice: {key:?}"),
+                Event::CloseTunnel(key) => assert!(open.remove(&key), "closed unopened: {key:?}"),
+                Event::Forward { key, message } => {
+                    assert!(open.contains(&key));
+                    if key.kind == TunnelKind::PLAYER {
+                        assert_eq!((key.oid, message.obj), (UID, UID), "player tunnels are the session's own");
+                    }
+                }
+                Event::Closed(_) => closed = true,
+                _ => {}
+            }
+        }
+        assert!(server.pending_transmit() <= BUDGET + 1024);
+        assert_eq!(closed, server.state() == SessionState::Closed);
+        if let Some(deadline) = server.poll_timeout() {
+            assert!(deadline > now || { server.handle_timeout(now); server.poll_timeout().is_none_or(|d| d > now) });
+        }
+    }
+});

@@ -1,0 +1,150 @@
+//! Why a session ended, and what the client is told.
+
+use janus_proto::message::sc_server_logout::Code as LogoutCode;
+
+/// Why a session closed. Every error in the core maps to one of these; adapters turn it into a
+/// metric label ([`as_str`](Self::as_str)), a WebSocket close reason, and, where
+/// [`logout_code`](Self::logout_code) says so, a last `SCServerLogout` packet before closing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseReason {
+    // --- handshake (spec §2.6) ---
+    /// No valid handshake within the handshake deadline.
+    HandshakeTimeout,
+    /// A length prefix of 0, negative, or over the limit.
+    MalformedFrame,
+    /// A frame that is not a `Packet`, or a handshake packet that is not a `CSHandshake`.
+    MalformedPacket,
+    /// The first packet's `seq` is not 1.
+    UnexpectedHandshakeSeq,
+    /// `CSHandshake.token` is empty.
+    EmptyToken,
+    /// `CSHandshake.timestamp` is outside the allowed skew.
+    TimestampSkew,
+    /// The token does not decode, decrypt or parse.
+    InvalidToken,
+    /// The token's `timeout` has passed.
+    TokenExpired,
+    /// The token already opened a session.
+    TokenReplayed,
+    /// The client signature does not verify.
+    BadSignature,
+    /// The client public key is not 32 bytes.
+    BadKeyLength,
+    /// The client public key is a low-order point.
+    LowOrderPoint,
+    // --- established ---
+    /// Nothing received within the idle deadline.
+    IdleTimeout,
+    /// A packet that does not authenticate under the session key.
+    DecryptFailed,
+    /// A packet whose `index` is not the expected next one (replay or reordering).
+    IndexMismatch,
+    /// Compressed `data` that does not inflate, or inflates too far.
+    DecompressFailed,
+    /// A player-module packet naming another player's `obj` (spec §4.2).
+    ObjectNotOwned,
+    /// More packets than the session's rate limit allows.
+    RateLimited,
+    /// The client does not read fast enough: its outbound bytes exceeded the budget.
+    SlowConsumer,
+    // --- decided by the gateway ---
+    /// The same uid logged in elsewhere.
+    ConflictingLogin,
+    /// An operator kicked the session.
+    AdminKickOut,
+    /// The account is banned.
+    Banned,
+    /// The gateway is shutting down.
+    Shutdown,
+    /// The gateway could not serve the session (route table, registry or backend unavailable).
+    ServerError,
+    /// The peer closed the connection or the transport failed.
+    PeerClosed,
+}
+
+impl CloseReason {
+    /// A stable snake_case name, for metric labels and logs.
+    pub const fn as_str(self) -> &'static str {
+        use CloseReason::*;
+        match self {
+            HandshakeTimeout => "handshake_timeout",
+            MalformedFrame => "malformed_frame",
+            MalformedPacket => "malformed_packet",
+            UnexpectedHandshakeSeq => "unexpected_handshake_seq",
+            EmptyToken => "empty_token",
+            TimestampSkew => "timestamp_skew",
+            InvalidToken => "invalid_token",
+            TokenExpired => "token_expired",
+            TokenReplayed => "token_replayed",
+            BadSignature => "bad_signature",
+            BadKeyLength => "bad_key_length",
+            LowOrderPoint => "low_order_point",
+            IdleTimeout => "idle_timeout",
+            DecryptFailed => "decrypt_failed",
+            IndexMismatch => "index_mismatch",
+            DecompressFailed => "decompress_failed",
+            ObjectNotOwned => "object_not_owned",
+            RateLimited => "rate_limited",
+            SlowConsumer => "slow_consumer",
+            ConflictingLogin => "conflicting_login",
+            AdminKickOut => "admin_kick_out",
+            Banned => "banned",
+            Shutdown => "shutdown",
+            ServerError => "server_error",
+            PeerClosed => "peer_closed",
+        }
+    }
+
+    /// The `SCServerLogout` code sent to the client before closing, if any.
+    ///
+    /// Upstream closes silently on every failure (spec §2.6), so a client cannot tell a bad token
+    /// from a network error. We tell it when it can act on the answer: an authentication failure
+    /// (`Unauthorized`: fetch a new token), a kick, a shutdown. Malformed input, timeouts and
+    /// protocol violations close silently: the peer is broken or hostile, and an answer would only
+    /// help a prober.
+    pub const fn logout_code(self) -> Option<LogoutCode> {
+        use CloseReason::*;
+        match self {
+            EmptyToken | TimestampSkew | InvalidToken | TokenExpired | TokenReplayed
+            | BadSignature => Some(LogoutCode::Unauthorized),
+            ConflictingLogin => Some(LogoutCode::ConflictingLogin),
+            AdminKickOut => Some(LogoutCode::AdminKickOut),
+            Banned => Some(LogoutCode::Banned),
+            Shutdown | ServerError => Some(LogoutCode::Server),
+            HandshakeTimeout
+            | MalformedFrame
+            | MalformedPacket
+            | UnexpectedHandshakeSeq
+            | BadKeyLength
+            | LowOrderPoint
+            | IdleTimeout
+            | DecryptFailed
+            | IndexMismatch
+            | DecompressFailed
+            | ObjectNotOwned
+            | RateLimited
+            | SlowConsumer
+            | PeerClosed => None,
+        }
+    }
+
+    /// Whether the peer, rather than the gateway, is at fault (for logging levels and alerts).
+    pub const fn is_peer_fault(self) -> bool {
+        !matches!(
+            self,
+            Self::ConflictingLogin
+                | Self::AdminKickOut
+                | Self::Banned
+                | Self::Shutdown
+                | Self::ServerError
+                | Self::PeerClosed
+        )
+    }
+}
+
+impl core::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,330 @@
+//! The handshake and packet cryptography of spec §2–§3, byte-compatible with go-pantheon.
+//!
+//! * X25519 key agreement; the raw 32-byte shared secret is the AES-256-GCM key (no KDF).
+//! * Ed25519 signatures over the raw 32-byte X25519 public keys.
+//! * Packets: `nonce(12) ‖ ciphertext ‖ tag(16)`, a fresh random nonce per packet, no AAD.
+//!
+//! Randomness is always passed in (nonces, ephemeral secrets). Builds with `cfg(fuzzing)` skip
+//! signature and tag checks so a fuzzer can reach established sessions; those builds must never
+//! be deployed.
+
+use aes_gcm::{
+    Aes256Gcm, KeyInit, Nonce, Tag,
+    aead::{AeadInPlace, generic_array::GenericArray},
+};
+use bytes::{BufMut, Bytes, BytesMut};
+use ed25519_dalek::{Signer as _, Verifier as _};
+use prost::Message;
+
+use crate::frame::HEADER_LEN;
+
+/// AES-GCM nonce length, prepended to every sealed packet.
+pub const NONCE_LEN: usize = 12;
+/// AES-GCM tag length, appended to every sealed packet.
+pub const TAG_LEN: usize = 16;
+/// Bytes a sealed packet adds to its plaintext.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+/// X25519 public key and shared secret length.
+pub const KEY_LEN: usize = 32;
+/// Ed25519 signature length.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// Why a cryptographic step failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// A sealed body shorter than nonce plus tag.
+    #[error("sealed packet of {len} bytes is shorter than nonce and tag")]
+    Truncated { len: usize },
+    /// The tag did not verify: wrong key, corrupted or forged.
+    #[error("packet authentication failed")]
+    BadTag,
+    /// A public key that is not 32 bytes.
+    #[error("public key of {len} bytes, expected 32")]
+    BadKeyLength { len: usize },
+    /// The peer's X25519 key is a low-order point: the shared secret would be predictable.
+    #[error("low-order X25519 public key")]
+    LowOrderPoint,
+    /// A signature that is not 64 bytes or does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// A plaintext too large for the int32 length prefix.
+    #[error("packet of {len} bytes is too large to frame")]
+    TooLarge { len: usize },
+}
+
+/// AES-256-GCM under the session key. Both directions share the key, as upstream does; the random
+/// 96-bit nonces keep the collision probability negligible for any realistic session length.
+#[derive(Clone)]
+pub struct PacketCipher {
+    aead: Aes256Gcm,
+}
+
+impl core::fmt::Debug for PacketCipher {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("PacketCipher(..)")
+    }
+}
+
+impl PacketCipher {
+    /// A cipher keyed by a 32-byte X25519 shared secret.
+    pub fn new(key: &SharedKey) -> Self {
+        Self {
+            aead: Aes256Gcm::new(GenericArray::from_slice(&key.0)),
+        }
+    }
+
+    /// Appends one frame, `len ‖ nonce ‖ AES-GCM(msg) ‖ tag`, to `out`, encoding and encrypting in
+    /// place (no intermediate buffer). Returns the frame's total length.
+    pub fn seal_message<M: Message>(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        msg: &M,
+        out: &mut BytesMut,
+    ) -> Result<usize, CryptoError> {
+        let len = msg.encoded_len();
+        self.seal_with(nonce, len, out, |out| {
+            // Cannot fail: `seal_with` reserved `len` bytes.
+            let _ = msg.encode(out);
+        })
+    }
+
+    /// Like [`seal_message`](Self::seal_message) for an already serialized packet (a broadcast is
+    /// serialized once and sealed per session).
+    pub fn seal_bytes(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        plaintext: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<usize, CryptoError> {
+        self.seal_with(nonce, plaintext.len(), out, |out| out.put_slice(plaintext))
+    }
+
+    fn seal_with(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        len: usize,
+        out: &mut BytesMut,
+        write: impl FnOnce(&mut BytesMut),
+    ) -> Result<usize, CryptoError> {
+        let body_len = len + SEAL_OVERHEAD;
+        let prefix = i32::try_from(body_len).map_err(|_| CryptoError::TooLarge { len })?;
+        let start = out.len();
+        out.reserve(HEADER_LEN + body_len);
+        out.put_i32(prefix);
+        out.put_slice(&nonce);
+        let text_start = out.len();
+        write(out);
+        let written = out.len() - text_start;
+        let text = out
+            .get_mut(text_start..)
+            .ok_or(CryptoError::TooLarge { len })?;
+        if written != len {
+            // An encoder that wrote a different length than announced would corrupt the frame.
+            out.truncate(start);
+            return Err(CryptoError::TooLarge { len });
+        }
+        match self
+            .aead
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &[], text)
+        {
+            Ok(tag) => {
+                out.put_slice(&tag);
+                Ok(HEADER_LEN + body_len)
+            }
+            Err(_) => {
+                out.truncate(start);
+                Err(CryptoError::TooLarge { len })
+            }
+        }
+    }
+
+    /// Opens a sealed body (`nonce ‖ ciphertext ‖ tag`) in place and returns the plaintext, a view
+    /// into the same allocation.
+    pub fn open(&self, mut body: BytesMut) -> Result<Bytes, CryptoError> {
+        let len = body.len();
+        if len < SEAL_OVERHEAD {
+            return Err(CryptoError::Truncated { len });
+        }
+        let mut tag = body.split_off(len - TAG_LEN);
+        let mut text = body.split_off(NONCE_LEN);
+        self.open_in_place(&body, &mut text, &tag)?;
+        tag.clear();
+        Ok(text.freeze())
+    }
+
+    #[cfg(not(fuzzing))]
+    fn open_in_place(&self, nonce: &[u8], text: &mut [u8], tag: &[u8]) -> Result<(), CryptoError> {
+        self.aead
+            .decrypt_in_place_detached(Nonce::from_slice(nonce), &[], text, Tag::from_slice(tag))
+            .map_err(|_| CryptoError::BadTag)
+    }
+
+    /// Fuzzing builds take the ciphertext as plaintext so inputs reach the packet decoder.
+    #[cfg(fuzzing)]
+    fn open_in_place(
+        &self,
+        _nonce: &[u8],
+        _text: &mut [u8],
+        tag: &[u8],
+    ) -> Result<(), CryptoError> {
+        let _ = (&self.aead, Tag::from_slice(tag));
+        Ok(())
+    }
+}
+
+/// The raw 32-byte X25519 shared secret, used directly as the AES-256 key (spec §2.4 step 6).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedKey([u8; KEY_LEN]);
+
+impl SharedKey {
+    /// Wraps key bytes (for tests and the unencrypted-mode zero key).
+    pub const fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        Self(bytes)
+    }
+
+    /// The key bytes.
+    pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl core::fmt::Debug for SharedKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SharedKey(..)")
+    }
+}
+
+/// One side's ephemeral X25519 key pair, from 32 caller-supplied random bytes.
+pub struct EphemeralKey {
+    secret: x25519_dalek::StaticSecret,
+    public: [u8; KEY_LEN],
+}
+
+impl core::fmt::Debug for EphemeralKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EphemeralKey")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EphemeralKey {
+    /// A key pair from 32 random bytes (clamped by X25519, as Go's curve25519 does).
+    pub fn from_secret(bytes: [u8; KEY_LEN]) -> Self {
+        let secret = x25519_dalek::StaticSecret::from(bytes);
+        let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
+        Self { secret, public }
+    }
+
+    /// A fresh key pair drawn from `rng`.
+    pub fn generate(rng: &mut impl rand_core::CryptoRngCore) -> Self {
+        let mut bytes = [0u8; KEY_LEN];
+        rng.fill_bytes(&mut bytes);
+        Self::from_secret(bytes)
+    }
+
+    /// The raw public key, as sent in `CSHandshake.pub` / `SCHandshake.pub`.
+    pub fn public(&self) -> &[u8; KEY_LEN] {
+        &self.public
+    }
+
+    /// X25519 with the peer's raw public key. Rejects a key that is not 32 bytes and a low-order
+    /// point (whose shared secret an attacker could predict); upstream rejects the latter too.
+    pub fn agree(&self, peer_public: &[u8]) -> Result<SharedKey, CryptoError> {
+        let peer: [u8; KEY_LEN] =
+            peer_public
+                .try_into()
+                .map_err(|_| CryptoError::BadKeyLength {
+                    len: peer_public.len(),
+                })?;
+        let shared = self
+            .secret
+            .diffie_hellman(&x25519_dalek::PublicKey::from(peer));
+        if !shared.was_contributory() {
+            return Err(CryptoError::LowOrderPoint);
+        }
+        Ok(SharedKey(shared.to_bytes()))
+    }
+}
+
+/// An Ed25519 signing key: the server certificate key on the gateway, the client certificate key
+/// in clients.
+#[derive(Clone)]
+pub struct SigningKey(ed25519_dalek::SigningKey);
+
+impl core::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("SigningKey")
+            .field(&self.verifying_key())
+            .finish()
+    }
+}
+
+impl SigningKey {
+    /// From the 32-byte Ed25519 seed (the PKCS#8 private key body).
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self(ed25519_dalek::SigningKey::from_bytes(seed))
+    }
+
+    /// The matching public key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        VerifyingKey(self.0.verifying_key())
+    }
+
+    /// Signs `msg` (deterministic, RFC 8032).
+    pub fn sign(&self, msg: &[u8]) -> [u8; SIGNATURE_LEN] {
+        self.0.sign(msg).to_bytes()
+    }
+}
+
+/// An Ed25519 public key: the client certificate's on the gateway, the server's in clients.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct VerifyingKey(ed25519_dalek::VerifyingKey);
+
+impl core::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "VerifyingKey(")?;
+        for b in self.0.as_bytes() {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl VerifyingKey {
+    /// From the raw 32-byte public key; fails on bytes that are not a curve point.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, CryptoError> {
+        ed25519_dalek::VerifyingKey::from_bytes(bytes)
+            .map(Self)
+            .map_err(|_| CryptoError::BadSignature)
+    }
+
+    /// The raw public key.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    /// Verifies `signature` over `msg`. Any signature that is not 64 bytes fails.
+    #[cfg(not(fuzzing))]
+    pub fn verify(&self, msg: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
+        let sig = ed25519_dalek::Signature::from_slice(signature)
+            .map_err(|_| CryptoError::BadSignature)?;
+        self.0
+            .verify(msg, &sig)
+            .map_err(|_| CryptoError::BadSignature)
+    }
+
+    /// Fuzzing builds accept any 64-byte signature.
+    #[cfg(fuzzing)]
+    pub fn verify(&self, _msg: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
+        if signature.len() == SIGNATURE_LEN {
+            Ok(())
+        } else {
+            Err(CryptoError::BadSignature)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,129 @@
+//! Length-prefixed framing (spec §1.1): `int32 big-endian length ‖ body`.
+//!
+//! The decoder is incremental and stateless apart from the caller's buffer: feed it whatever bytes
+//! arrived, in any split, and it yields the same frames. It only looks at a length prefix; it never
+//! reserves memory for a body before the body's bytes have arrived, so a peer that announces 16 KiB
+//! and sends 4 bytes costs 4 bytes.
+
+use bytes::{Buf, BufMut, BytesMut};
+
+/// Size of the length prefix.
+pub const HEADER_LEN: usize = 4;
+
+/// Largest frame body accepted from a peer: upstream's `MaxPackSize = 1 << 14`.
+///
+/// Stops a peer from making the gateway buffer arbitrarily large frames.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 16 * 1024;
+
+/// Why a length prefix was refused. Each variant closes the connection
+/// ([`CloseReason::MalformedFrame`](crate::CloseReason::MalformedFrame)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// A zero length: upstream rejects `length <= 0`.
+    #[error("empty frame")]
+    Empty,
+    /// The signed prefix was negative.
+    #[error("negative frame length {len}")]
+    Negative { len: i32 },
+    /// Longer than the configured maximum.
+    #[error("frame length {len} exceeds the maximum {max}")]
+    TooLarge { len: usize, max: usize },
+}
+
+/// One frame body, complete and within the limits it was decoded with.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame(BytesMut);
+
+impl Frame {
+    /// The body bytes (without the length prefix).
+    pub fn body(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The body, to decrypt in place or decode.
+    pub fn into_body(self) -> BytesMut {
+        self.0
+    }
+}
+
+/// Splits frames off the front of a receive buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameDecoder {
+    max_len: usize,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_FRAME_LEN)
+    }
+}
+
+impl FrameDecoder {
+    /// A decoder accepting bodies of `1..=max_len` bytes (`max_len` is clamped to `i32::MAX`).
+    pub fn new(max_len: usize) -> Self {
+        Self {
+            max_len: max_len.min(i32::MAX as usize),
+        }
+    }
+
+    /// The largest body this decoder accepts.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Checks the length prefix at the front of `buf`, if all four bytes are there.
+    ///
+    /// Returns the body length, or `None` when fewer than four bytes are buffered.
+    pub fn peek_len(&self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
+        let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
+            return Ok(None);
+        };
+        let len = i32::from_be_bytes(*header);
+        match usize::try_from(len) {
+            Err(_) => Err(FrameError::Negative { len }),
+            Ok(0) => Err(FrameError::Empty),
+            Ok(len) if len > self.max_len => Err(FrameError::TooLarge {
+                len,
+                max: self.max_len,
+            }),
+            Ok(len) => Ok(Some(len)),
+        }
+    }
+
+    /// Removes and returns the first complete frame of `buf`, or `None` when it is not all there yet.
+    ///
+    /// An error leaves `buf` untouched; the connection is then unusable (there is no way to
+    /// resynchronise a length-prefixed stream).
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        let Some(len) = self.peek_len(buf)? else {
+            return Ok(None);
+        };
+        if buf.len() < HEADER_LEN + len {
+            return Ok(None);
+        }
+        buf.advance(HEADER_LEN);
+        Ok(Some(Frame(buf.split_to(len))))
+    }
+}
+
+/// Appends a frame holding `body` to `out`. Used for plaintext frames (the handshake); sealed frames
+/// are written in place by [`crate::crypto::PacketCipher::seal_frame`].
+///
+/// The length prefix is a signed int32, so a body over `i32::MAX` bytes cannot be framed.
+pub fn encode(body: &[u8], out: &mut BytesMut) -> Result<(), FrameError> {
+    let len = i32::try_from(body.len()).map_err(|_| FrameError::TooLarge {
+        len: body.len(),
+        max: i32::MAX as usize,
+    })?;
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    out.reserve(HEADER_LEN + body.len());
+    out.put_i32(len);
+    out.put_slice(body);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

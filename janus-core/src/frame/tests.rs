@@ -1,0 +1,103 @@
+use super::*;
+use proptest::prelude::*;
+
+fn frames_of(decoder: &FrameDecoder, chunks: &[&[u8]]) -> Result<Vec<Vec<u8>>, FrameError> {
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        while let Some(frame) = decoder.decode(&mut buf)? {
+            out.push(frame.body().to_vec());
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn v1_heartbeat_frame() {
+    // spec §9 V1
+    let body = hex::decode("0a0608 80e2cfaa06 2001 2802 3801".replace(' ', "")).unwrap();
+    let mut out = BytesMut::new();
+    encode(&body, &mut out).unwrap();
+    assert_eq!(hex::encode(&out), "0000000e0a060880e2cfaa06200128023801");
+    let frames = frames_of(&FrameDecoder::default(), &[&out]).unwrap();
+    assert_eq!(frames, vec![body]);
+}
+
+#[test]
+fn rejects_bad_lengths_without_consuming() {
+    let d = FrameDecoder::default();
+    for (prefix, err) in [
+        ([0, 0, 0, 0], FrameError::Empty),
+        ([0xff, 0xff, 0xff, 0xff], FrameError::Negative { len: -1 }),
+        (
+            [0, 0, 0x40, 0x01],
+            FrameError::TooLarge {
+                len: 16385,
+                max: 16384,
+            },
+        ),
+    ] {
+        let mut buf = BytesMut::from(&prefix[..]);
+        assert_eq!(d.decode(&mut buf), Err(err));
+        assert_eq!(buf.len(), 4);
+    }
+    let mut buf = BytesMut::from(&[0u8, 0, 0x40, 0x00][..]);
+    assert_eq!(
+        d.decode(&mut buf),
+        Ok(None),
+        "exactly the maximum waits for its body"
+    );
+}
+
+#[test]
+fn announced_length_reserves_nothing() {
+    let d = FrameDecoder::default();
+    let mut buf = BytesMut::with_capacity(8);
+    buf.extend_from_slice(&[0, 0, 0x40, 0x00, 1, 2]);
+    assert_eq!(d.decode(&mut buf), Ok(None));
+    assert!(
+        buf.capacity() < 64,
+        "capacity {} grew for an announced length",
+        buf.capacity()
+    );
+}
+
+#[test]
+fn encode_rejects_empty_body() {
+    assert_eq!(encode(&[], &mut BytesMut::new()), Err(FrameError::Empty));
+}
+
+proptest! {
+    #[test]
+    fn round_trip_under_any_chunking(
+        bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 0..20),
+        cuts in proptest::collection::vec(any::<usize>(), 0..40),
+    ) {
+        let mut stream = BytesMut::new();
+        for body in &bodies {
+            encode(body, &mut stream).unwrap();
+        }
+        let stream = stream.to_vec();
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (stream.len() + 1)).collect();
+        points.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut last = 0;
+        for p in points {
+            chunks.push(&stream[last..p]);
+            last = p;
+        }
+        chunks.push(&stream[last..]);
+        let decoded = frames_of(&FrameDecoder::new(300), &chunks).unwrap();
+        prop_assert_eq!(decoded, bodies);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64), max in 1usize..100) {
+        let mut buf = BytesMut::from(&bytes[..]);
+        let d = FrameDecoder::new(max);
+        while let Ok(Some(frame)) = d.decode(&mut buf) {
+            prop_assert!(!frame.body().is_empty() && frame.body().len() <= max);
+        }
+    }
+}

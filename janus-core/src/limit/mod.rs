@@ -1,0 +1,61 @@
+//! Admission control and rate limiting, and the list of every limit in the core.
+//!
+//! Upstream has no connection cap, no per-address limit and no rate limit (spec §7.1). The gateway
+//! asks an [`Admission`] before it reads a byte from a new connection, and sessions meter packets
+//! with a [`Gcra`].
+//!
+//! ```text
+//! accept(ip) ─► Admission::try_admit(ip) ─► Err: close the socket, read nothing
+//!                  │ Ok(admitted)
+//!                  ▼
+//!              Session handshake ─► established or failed ─► handshake_finished(&admitted)
+//!                  ▼
+//!              connection closes ─► release(admitted)
+//! ```
+//!
+//! # Limits
+//!
+//! Every limit of the core with its default, its unit and what it stops. A `DEFAULT_*` constant
+//! documents each one; configuration structs take their defaults from them.
+//!
+//! ## Admission (this module)
+//!
+//! | Limit | Default | Unit | Stops |
+//! |---|---|---|---|
+//! | [`DEFAULT_MAX_CONNECTIONS`] | 100 000 | connections per [`Admission`] | connection floods exhausting memory and file descriptors |
+//! | [`DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`] | 64 | connections per IPv4 address or IPv6 prefix | one host taking every slot; leaves room for players behind one NAT |
+//! | [`DEFAULT_IPV6_PREFIX_LEN`] | 64 | bits | one IPv6 host dodging the per-address limit by rotating through its /64 |
+//! | [`DEFAULT_MAX_HANDSHAKES`] | 1024 | connections in the handshake | handshake floods burning CPU (X25519, Ed25519, AES-GCM per attempt) and unauthenticated connections crowding out players |
+//!
+//! ## Rates (this module)
+//!
+//! | Limit | Default | Unit | Stops |
+//! |---|---|---|---|
+//! | [`RateLimit`] `per_second` / `burst`, enforced by [`Gcra`] | set where used | cells per second / cells | floods of packets (or of whatever is metered) beyond what a real client sends |
+//!
+//! ## Routing ([`crate::route`])
+//!
+//! | Limit | Default | Unit | Stops |
+//! |---|---|---|---|
+//! | [`DEFAULT_FAILURE_THRESHOLD`](crate::route::DEFAULT_FAILURE_THRESHOLD) | 5 | consecutive failed tunnel opens | every new tunnel paying a dial timeout to a dead backend |
+//! | [`DEFAULT_COOL_DOWN`](crate::route::DEFAULT_COOL_DOWN) | 10 | seconds open after a trip | hammering a backend that is restarting |
+//! | [`DEFAULT_MAX_COOL_DOWN`](crate::route::DEFAULT_MAX_COOL_DOWN) | 300 | seconds, cap of the doubling cool-down | probing a dead backend more than once per 5 minutes |
+//! | [`DEFAULT_PROBE_TIMEOUT`](crate::route::DEFAULT_PROBE_TIMEOUT) | 30 | seconds a half-open probe may go unreported | a lost probe keeping a backend out of rotation forever |
+//! | [`MAX_TUNNEL_KINDS`](crate::route::MAX_TUNNEL_KINDS) | 256 (fixed) | kinds per route table | — (size of the kind id) |
+//! | [`MAX_KIND_NAME_LEN`](crate::route::MAX_KIND_NAME_LEN) | 32 (fixed) | bytes | unbounded names in logs and metric labels |
+//!
+//! ## Session limits
+//!
+//! The per-connection limits (frame length, handshake and idle timeouts, timestamp skew, inflated
+//! size, outbound budget, tunnels per session, packet rate, drain time) are listed with their
+//! defaults, units and reasons on [`SessionConfig`](crate::config::SessionConfig).
+
+mod admission;
+mod gcra;
+
+pub use admission::{
+    AddressGroup, Admission, AdmissionConfig, AdmissionError, AdmissionSnapshot, Admitted,
+    DEFAULT_IPV6_PREFIX_LEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+    DEFAULT_MAX_HANDSHAKES,
+};
+pub use gcra::{Gcra, InvalidRateLimit, RateLimit, RateLimited};

@@ -1,0 +1,581 @@
+//! One client connection as a state machine: Handshaking → Established → (Draining →) Closed.
+//!
+//! A [`Session`] owns no socket and no clock. The adapter feeds it:
+//!
+//! * [`handle_bytes`](Session::handle_bytes): bytes read from the connection, in any split;
+//! * [`handle_timeout`](Session::handle_timeout): when [`poll_timeout`](Session::poll_timeout)'s
+//!   deadline has passed;
+//! * [`handle_tunnel`](Session::handle_tunnel) / [`handle_tunnel_closed`](Session::handle_tunnel_closed):
+//!   what the backend sent on a tunnel, and the tunnel's end;
+//! * [`push`](Session::push) / [`push_packet`](Session::push_packet): server pushes;
+//! * [`drain`](Session::drain) and [`close`](Session::close): the gateway's decisions.
+//!
+//! After **every** input, drain the outputs in this order:
+//!
+//! 1. [`poll_event`](Session::poll_event) until `None` (tunnels to open and feed, authentication,
+//!    the final `Closed`);
+//! 2. [`poll_transmit`](Session::poll_transmit) whenever the socket can take more bytes: it returns
+//!    everything queued as one buffer, so many frames go out in one write. Call it again only
+//!    once that write has completed: bytes still in the session count against its outbound
+//!    budget, which is how a client that does not read gets evicted
+//!    ([`CloseReason::SlowConsumer`]) instead of growing the gateway's memory;
+//! 3. [`poll_timeout`](Session::poll_timeout) to re-arm the timer.
+//!
+//! Once [`Event::Closed`] has been returned no further event is produced; write out what
+//! `poll_transmit` still returns (a last `SCServerLogout`, when the reason calls for one) and close
+//! the connection.
+
+mod event;
+#[cfg(test)]
+mod tests;
+
+use std::{collections::VecDeque, sync::Arc};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use janus_proto::{
+    broadcaster::service::push::v1::PushBody,
+    message::{ScServerLogout, ScServerUnexpectedErr, sc_server_logout::Code as LogoutCode},
+    packet::Packet,
+};
+use prost::Message;
+use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
+use rand_core::RngCore;
+
+pub use self::event::{Event, TunnelMessage};
+use crate::{
+    CloseReason, Time,
+    compress::{deflate_reply, inflate},
+    config::ServerConfig,
+    crypto::{NONCE_LEN, PacketCipher, SEAL_OVERHEAD},
+    frame::{FrameDecoder, HEADER_LEN},
+    handshake::{self, Identity, SYSTEM_MODULE},
+    limit::Gcra,
+    route::{OidRule, RouteError, TunnelKey},
+};
+
+/// `SystemSeq.ServerUnexpectedErr`.
+const UNEXPECTED_ERR_SEQ: i32 = 3;
+/// `SystemSeq.ServerLogout`.
+const LOGOUT_SEQ: i32 = 4;
+/// Receive and transmit buffers larger than this are freed once empty, so an idle session holds
+/// no large buffer after a burst.
+const IDLE_BUFFER_CAP: usize = 4096;
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Waiting for the client's `CSHandshake`.
+    Handshaking,
+    /// Authenticated; packets flow.
+    Established,
+    /// Shutting down: no new requests, in-flight replies still delivered.
+    Draining,
+    /// Over; only buffered bytes remain to be written.
+    Closed,
+}
+
+#[derive(Debug)]
+enum State {
+    Handshaking {
+        deadline: Time,
+    },
+    /// Boxed: the cipher's key schedule makes a link large, and a handshaking session need not
+    /// carry that much.
+    Established(Box<Link>),
+    Closed,
+}
+
+/// An authenticated connection.
+#[derive(Debug)]
+struct Link {
+    identity: Identity,
+    cipher: Option<PacketCipher>,
+    /// The index the next client packet must carry.
+    next_index: i32,
+    idle_deadline: Time,
+    drain_deadline: Option<Time>,
+    /// Open tunnels with their last use, for least-recently-used eviction.
+    tunnels: Vec<(TunnelKey, Time)>,
+    /// Requests forwarded and not yet answered (replies carry a non-zero index).
+    in_flight: u32,
+    rate: Option<Gcra>,
+}
+
+/// One client connection. See the [module documentation](self) for the call order.
+#[derive(Debug)]
+pub struct Session {
+    config: Arc<ServerConfig>,
+    frames: FrameDecoder,
+    state: State,
+    rx: BytesMut,
+    tx: BytesMut,
+    events: VecDeque<Event>,
+    rng: ChaCha20Rng,
+}
+
+impl Session {
+    /// A session for a connection accepted at `now`. `seed` must come from a CSPRNG: it seeds the
+    /// session's own generator for its ephemeral key and packet nonces.
+    pub fn new(config: Arc<ServerConfig>, now: Time, seed: [u8; 32]) -> Self {
+        let deadline = now + config.session.handshake_timeout;
+        Self {
+            frames: FrameDecoder::new(config.session.max_frame_len),
+            config,
+            state: State::Handshaking { deadline },
+            rx: BytesMut::new(),
+            tx: BytesMut::new(),
+            events: VecDeque::new(),
+            rng: ChaCha20Rng::from_seed(seed),
+        }
+    }
+
+    /// Where the session is.
+    pub fn state(&self) -> SessionState {
+        match &self.state {
+            State::Handshaking { .. } => SessionState::Handshaking,
+            State::Established(link) if link.drain_deadline.is_some() => SessionState::Draining,
+            State::Established(_) => SessionState::Established,
+            State::Closed => SessionState::Closed,
+        }
+    }
+
+    /// The authenticated client, once the handshake succeeded and until the session closes.
+    pub fn identity(&self) -> Option<&Identity> {
+        match &self.state {
+            State::Established(link) => Some(&link.identity),
+            _ => None,
+        }
+    }
+
+    /// Bytes queued for the client and not yet taken by [`poll_transmit`](Self::poll_transmit).
+    pub fn pending_transmit(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Bytes received from the client, in any split.
+    pub fn handle_bytes(&mut self, now: Time, bytes: &[u8]) {
+        match &self.state {
+            State::Closed => return,
+            // A draining session takes no new requests; the bytes are read only to notice EOF.
+            State::Established(link) if link.drain_deadline.is_some() => return,
+            _ => {}
+        }
+        self.rx.extend_from_slice(bytes);
+        while !matches!(self.state, State::Closed) {
+            match self.frames.decode(&mut self.rx) {
+                Ok(Some(frame)) => self.handle_frame(now, frame.into_body()),
+                Ok(None) => break,
+                Err(_) => self.close(now, CloseReason::MalformedFrame),
+            }
+        }
+        if self.rx.is_empty() && self.rx.capacity() > IDLE_BUFFER_CAP {
+            self.rx = BytesMut::new();
+        }
+    }
+
+    fn handle_frame(&mut self, now: Time, body: BytesMut) {
+        match &mut self.state {
+            State::Handshaking { .. } => self.handle_handshake(now, &body),
+            State::Established(_) => self.handle_packet(now, body),
+            State::Closed => {}
+        }
+    }
+
+    fn handle_handshake(&mut self, now: Time, body: &[u8]) {
+        let accepted = match handshake::accept(&self.config, now, body, &mut self.rng) {
+            Ok(accepted) => accepted,
+            Err(e) => return self.close(now, e.close_reason()),
+        };
+        let link = Link {
+            identity: accepted.identity,
+            cipher: accepted.key.as_ref().map(PacketCipher::new),
+            next_index: handshake::START_INDEX,
+            idle_deadline: now + self.config.session.idle_timeout,
+            drain_deadline: None,
+            tunnels: Vec::new(),
+            in_flight: 0,
+            rate: self.config.session.rate_limit.map(Gcra::new),
+        };
+        // The reply is plaintext: the client needs it to derive the key.
+        write_packet(None, &mut self.rng, &mut self.tx, &accepted.reply);
+        self.events
+            .push_back(Event::Authenticated(link.identity.clone()));
+        self.state = State::Established(Box::new(link));
+    }
+
+    fn handle_packet(&mut self, now: Time, body: BytesMut) {
+        let config = Arc::clone(&self.config);
+        let State::Established(link) = &mut self.state else {
+            return;
+        };
+        let plaintext = match &link.cipher {
+            Some(cipher) => match cipher.open(body) {
+                Ok(text) => text,
+                Err(_) => return self.close(now, CloseReason::DecryptFailed),
+            },
+            None => body.freeze(),
+        };
+        let Ok(packet) = Packet::decode(plaintext) else {
+            return self.close(now, CloseReason::MalformedPacket);
+        };
+        if let Some(rate) = &mut link.rate {
+            if rate.check(now).is_err() {
+                return self.close(now, CloseReason::RateLimited);
+            }
+        }
+        if config.session.check_index && packet.index != link.next_index {
+            return self.close(now, CloseReason::IndexMismatch);
+        }
+        link.next_index = link.next_index.wrapping_add(1);
+        link.idle_deadline = now + config.session.idle_timeout;
+
+        let data = if packet.compress {
+            match inflate(&packet.data, config.session.max_inflated_len) {
+                Ok(data) => Bytes::from(data),
+                Err(_) => return self.close(now, CloseReason::DecompressFailed),
+            }
+        } else {
+            packet.data
+        };
+
+        let routed = match config
+            .routes
+            .route(packet.r#mod, packet.obj, link.identity.uid)
+        {
+            Ok(routed) => routed,
+            Err(RouteError::ObjectNotOwned { .. }) => {
+                return self.close(now, CloseReason::ObjectNotOwned);
+            }
+            Err(e) => {
+                // A client mistake, not an attack: answer this request with an error and go on.
+                let reply = unexpected_err(packet.r#mod, packet.seq, packet.index, &e.to_string());
+                self.send(now, &reply);
+                return;
+            }
+        };
+        let key = routed.key;
+        match link.tunnels.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, last_used)) => *last_used = now,
+            None => {
+                if link.tunnels.len() >= config.session.max_tunnels.max(1) {
+                    let lru = link
+                        .tunnels
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, (_, used))| *used)
+                        .map(|(i, _)| i);
+                    if let Some(i) = lru {
+                        let (evicted, _) = link.tunnels.swap_remove(i);
+                        self.events.push_back(Event::CloseTunnel(evicted));
+                    }
+                }
+                link.tunnels.push((key, now));
+                self.events.push_back(Event::OpenTunnel(key));
+            }
+        }
+        let object_kind = config.routes.oid_rule(key.kind) == OidRule::Object;
+        let message = TunnelMessage {
+            data,
+            data_version: packet.data_version,
+            obj: routed.obj,
+            module: packet.r#mod,
+            seq: packet.seq,
+            index: packet.index,
+            conn_id: if object_kind { packet.conn_id } else { 0 },
+            frag_id: if object_kind { packet.frag_id } else { 0 },
+            frag_count: if object_kind { packet.frag_count } else { 0 },
+            frag_index: if object_kind { packet.frag_index } else { 0 },
+        };
+        link.in_flight = link.in_flight.saturating_add(1);
+        self.events.push_back(Event::Forward { key, message });
+    }
+
+    /// A message from the backend on tunnel `key`: a reply (non-zero index) or a push (index 0).
+    /// Replies at least `compress_threshold` bytes go out zlib-compressed.
+    pub fn handle_tunnel(&mut self, now: Time, key: TunnelKey, message: TunnelMessage) {
+        let State::Established(link) = &mut self.state else {
+            return;
+        };
+        if message.index != 0 {
+            link.in_flight = link.in_flight.saturating_sub(1);
+        }
+        let session = &self.config.session;
+        let (data, compress) = deflate_reply(
+            message.data,
+            session.compress_threshold,
+            session.compress_strong,
+        );
+        let object_kind = self.config.routes.oid_rule(key.kind) == OidRule::Object;
+        let packet = Packet {
+            data,
+            // Upstream drops data_version on replies (spec §3.1); the client cache needs it.
+            data_version: message.data_version,
+            obj: message.obj,
+            r#mod: message.module,
+            seq: message.seq,
+            ver: 0,
+            index: message.index,
+            conn_id: if object_kind { message.conn_id } else { 0 },
+            frag_id: if object_kind { message.frag_id } else { 0 },
+            frag_count: if object_kind { message.frag_count } else { 0 },
+            frag_index: if object_kind { message.frag_index } else { 0 },
+            compress,
+        };
+        self.send(now, &packet);
+        self.finish_drain_if_done(now);
+    }
+
+    /// The backend stream for `key` ended (finished or failed). The next client packet for that
+    /// key opens a new tunnel ([`Event::OpenTunnel`]); requests that were in flight on it get no
+    /// reply, so they no longer hold up a drain.
+    pub fn handle_tunnel_closed(&mut self, now: Time, key: TunnelKey) {
+        let State::Established(link) = &mut self.state else {
+            return;
+        };
+        link.tunnels.retain(|(k, _)| *k != key);
+        if link.tunnels.is_empty() {
+            link.in_flight = 0;
+        }
+        self.finish_drain_if_done(now);
+    }
+
+    /// A server push (`index` 0), compressed like a reply when large. Returns whether it was
+    /// queued (only an authenticated, open session takes pushes).
+    pub fn push(&mut self, now: Time, body: &PushBody) -> bool {
+        if !matches!(self.state, State::Established(_)) {
+            return false;
+        }
+        let session = &self.config.session;
+        let (data, compress) = deflate_reply(
+            body.data.clone(),
+            session.compress_threshold,
+            session.compress_strong,
+        );
+        let packet = Packet {
+            data,
+            data_version: body.data_version,
+            obj: body.obj,
+            r#mod: body.r#mod,
+            seq: body.seq,
+            compress,
+            ..Default::default()
+        };
+        self.send(now, &packet)
+    }
+
+    /// A push already serialized as a `Packet` (a broadcast is serialized once and sealed per
+    /// session). Returns whether it was queued; a packet too large for the client's frame limit is
+    /// dropped.
+    pub fn push_packet(&mut self, now: Time, packet: &[u8]) -> bool {
+        let State::Established(link) = &self.state else {
+            return false;
+        };
+        let overhead = if link.cipher.is_some() {
+            SEAL_OVERHEAD
+        } else {
+            0
+        };
+        if packet.is_empty() || packet.len() + overhead > self.config.session.max_frame_len {
+            return false;
+        }
+        match &link.cipher {
+            Some(cipher) => {
+                let mut nonce = [0u8; NONCE_LEN];
+                self.rng.fill_bytes(&mut nonce);
+                if cipher.seal_bytes(nonce, packet, &mut self.tx).is_err() {
+                    return false;
+                }
+            }
+            None => {
+                self.tx.reserve(HEADER_LEN + packet.len());
+                self.tx.put_u32(packet.len() as u32);
+                self.tx.put_slice(packet);
+            }
+        }
+        self.check_budget(now)
+    }
+
+    /// Begins a graceful close (gateway shutdown): client packets are no longer taken, replies to
+    /// requests already forwarded are still delivered until they are all in or the drain timeout
+    /// passes; then the client gets `SCServerLogout{Server}` and the session closes with
+    /// [`CloseReason::Shutdown`]. A session still handshaking closes at once.
+    pub fn drain(&mut self, now: Time) {
+        match &mut self.state {
+            State::Handshaking { .. } => self.close(now, CloseReason::Shutdown),
+            State::Established(link) if link.drain_deadline.is_none() => {
+                link.drain_deadline = Some(now + self.config.session.drain_timeout);
+                self.finish_drain_if_done(now);
+            }
+            _ => {}
+        }
+    }
+
+    fn finish_drain_if_done(&mut self, now: Time) {
+        if let State::Established(link) = &self.state {
+            if link.drain_deadline.is_some() && link.in_flight == 0 {
+                self.close(now, CloseReason::Shutdown);
+            }
+        }
+    }
+
+    /// Closes the session now. When the reason calls for it
+    /// ([`CloseReason::logout_code`]) the client is sent `SCServerLogout` first. Closing twice
+    /// does nothing.
+    pub fn close(&mut self, _now: Time, reason: CloseReason) {
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        match state {
+            State::Closed => return,
+            State::Handshaking { .. } => {
+                if let Some(code) = reason.logout_code() {
+                    write_packet(None, &mut self.rng, &mut self.tx, &logout(code));
+                }
+            }
+            State::Established(link) => {
+                if reason == CloseReason::SlowConsumer {
+                    // The client is not reading: nothing queued will reach it.
+                    self.tx = BytesMut::new();
+                } else if let Some(code) = reason.logout_code() {
+                    write_packet(
+                        link.cipher.as_ref(),
+                        &mut self.rng,
+                        &mut self.tx,
+                        &logout(code),
+                    );
+                }
+                for (key, _) in link.tunnels {
+                    self.events.push_back(Event::CloseTunnel(key));
+                }
+            }
+        }
+        self.rx = BytesMut::new();
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    /// A deadline passed: call when `now` reaches [`poll_timeout`](Self::poll_timeout). Calling it
+    /// early, or more than once, is harmless.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let reason = match &self.state {
+            State::Handshaking { deadline } if now >= *deadline => CloseReason::HandshakeTimeout,
+            State::Established(link) => match link.drain_deadline {
+                Some(drain) if now >= drain => CloseReason::Shutdown,
+                Some(_) => return,
+                None if now >= link.idle_deadline => CloseReason::IdleTimeout,
+                None => return,
+            },
+            _ => return,
+        };
+        self.close(now, reason);
+    }
+
+    /// The next deadline, or `None` once closed.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Time> {
+        match &self.state {
+            State::Handshaking { deadline } => Some(*deadline),
+            State::Established(link) => Some(link.drain_deadline.unwrap_or(link.idle_deadline)),
+            State::Closed => None,
+        }
+    }
+
+    /// The next event for the adapter.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Everything queued for the client, as one buffer (many frames batched into one write).
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if self.tx.is_empty() {
+            return None;
+        }
+        let out = self.tx.split().freeze();
+        if self.tx.capacity() > IDLE_BUFFER_CAP {
+            self.tx = BytesMut::new();
+        }
+        Some(out)
+    }
+
+    /// Seals and queues a packet for the client; a packet too large for the client's frame limit
+    /// is replaced by `SCServerUnexpectedErr` for the same request. Returns whether the session is
+    /// still open.
+    fn send(&mut self, now: Time, packet: &Packet) -> bool {
+        let State::Established(link) = &self.state else {
+            return false;
+        };
+        let overhead = if link.cipher.is_some() {
+            SEAL_OVERHEAD
+        } else {
+            0
+        };
+        if packet.encoded_len() + overhead > self.config.session.max_frame_len {
+            let reply = unexpected_err(
+                packet.r#mod,
+                packet.seq,
+                packet.index,
+                "reply too large for the client frame limit",
+            );
+            write_packet(link.cipher.as_ref(), &mut self.rng, &mut self.tx, &reply);
+        } else {
+            write_packet(link.cipher.as_ref(), &mut self.rng, &mut self.tx, packet);
+        }
+        self.check_budget(now)
+    }
+
+    fn check_budget(&mut self, now: Time) -> bool {
+        if self.tx.len() > self.config.session.outbound_budget {
+            self.close(now, CloseReason::SlowConsumer);
+            return false;
+        }
+        true
+    }
+}
+
+/// Appends one frame holding `packet`, sealed when there is a cipher.
+fn write_packet(
+    cipher: Option<&PacketCipher>,
+    rng: &mut ChaCha20Rng,
+    tx: &mut BytesMut,
+    packet: &Packet,
+) {
+    match cipher {
+        Some(cipher) => {
+            let mut nonce = [0u8; NONCE_LEN];
+            rng.fill_bytes(&mut nonce);
+            // Fails only for packets over 2 GiB, which the frame limit rules out.
+            let _ = cipher.seal_message(nonce, packet, tx);
+        }
+        None => {
+            let len = packet.encoded_len();
+            tx.reserve(HEADER_LEN + len);
+            tx.put_u32(len as u32);
+            let _ = packet.encode(tx);
+        }
+    }
+}
+
+fn logout(code: LogoutCode) -> Packet {
+    let body = ScServerLogout { code: code as i32 };
+    Packet {
+        data: body.encode_to_vec().into(),
+        r#mod: SYSTEM_MODULE,
+        seq: LOGOUT_SEQ,
+        ..Default::default()
+    }
+}
+
+/// `SCServerUnexpectedErr` answering request (`module`, `seq`, `index`), as roma sends it.
+fn unexpected_err(module: i32, seq: i32, index: i32, msg: &str) -> Packet {
+    let body = ScServerUnexpectedErr {
+        r#mod: module,
+        seq,
+        msg: msg.to_owned(),
+    };
+    Packet {
+        data: body.encode_to_vec().into(),
+        r#mod: SYSTEM_MODULE,
+        seq: UNEXPECTED_ERR_SEQ,
+        index,
+        ..Default::default()
+    }
+}

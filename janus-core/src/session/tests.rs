@@ -1,0 +1,772 @@
+//! Session behaviour, driven through a client on virtual time.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use janus_proto::{
+    broadcaster::service::push::v1::PushBody,
+    message::{ScServerLogout, ScServerUnexpectedErr, sc_server_logout::Code as LogoutCode},
+    packet::Packet,
+};
+use proptest::prelude::*;
+use prost::Message;
+
+use super::*;
+use crate::{
+    client::{ClientError, ClientEvent, Outgoing},
+    config::ServerConfig,
+    handshake::ClientHandshakeError,
+    limit::RateLimit,
+    route::TunnelKind,
+    testing::{Pair, test_client_config, test_server_config, test_token},
+};
+
+const UID: i64 = 10001;
+
+fn t0() -> Time {
+    Time::from_unix_secs(1_700_000_000)
+}
+
+fn pair_with(config: ServerConfig) -> Pair {
+    let mut p = Pair::new(
+        Arc::new(config),
+        &test_client_config(true, test_token(UID, t0(), 1)),
+        t0(),
+    );
+    p.drive();
+    assert!(p.client.is_established(), "{:?}", p.client_events);
+    p
+}
+
+fn pair() -> Pair {
+    pair_with(test_server_config(true))
+}
+
+fn send(p: &mut Pair, module: i32, seq: i32, obj: i64, data: &'static [u8]) -> i32 {
+    let index = p
+        .client
+        .send(
+            p.now,
+            Outgoing {
+                module,
+                seq,
+                obj,
+                data: Bytes::from_static(data),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    p.drive();
+    index
+}
+
+fn player(oid: i64) -> TunnelKey {
+    TunnelKey {
+        kind: TunnelKind::PLAYER,
+        oid,
+    }
+}
+
+fn room(oid: i64) -> TunnelKey {
+    TunnelKey {
+        kind: TunnelKind::ROOM,
+        oid,
+    }
+}
+
+fn packets(events: Vec<ClientEvent>) -> Vec<Packet> {
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::Packet(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closed_with(events: &[Event]) -> Option<CloseReason> {
+    events.iter().find_map(|e| match e {
+        Event::Closed(r) => Some(*r),
+        _ => None,
+    })
+}
+
+#[test]
+fn handshake_then_request_and_reply() {
+    let mut p = pair();
+    let events = p.take_server_events();
+    assert!(
+        matches!(&events[..], [Event::Authenticated(id)] if id.uid == UID && id.sid == 1 && id.color == "local")
+    );
+    assert_eq!(p.server.state(), SessionState::Established);
+
+    let index = send(&mut p, 1, 2, 0, b"\x08\x01");
+    assert_eq!(index, 1);
+    let events = p.take_server_events();
+    let forwarded = TunnelMessage {
+        data: Bytes::from_static(b"\x08\x01"),
+        obj: UID,
+        module: 1,
+        seq: 2,
+        index: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        events,
+        vec![
+            Event::OpenTunnel(player(UID)),
+            Event::Forward {
+                key: player(UID),
+                message: forwarded
+            }
+        ]
+    );
+
+    p.server.handle_tunnel(
+        p.now,
+        player(UID),
+        TunnelMessage {
+            data: Bytes::from_static(b"pong"),
+            data_version: 3,
+            obj: UID,
+            module: 1,
+            seq: 2,
+            index: 1,
+            ..Default::default()
+        },
+    );
+    p.drive();
+    let got = packets(p.take_client_events());
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (
+            &got[0].data[..],
+            got[0].index,
+            got[0].data_version,
+            got[0].obj
+        ),
+        (&b"pong"[..], 1, 3, UID)
+    );
+
+    // the second packet on the same tunnel opens nothing new
+    send(&mut p, 3, 1, UID, b"x");
+    assert!(
+        matches!(&p.take_server_events()[..], [Event::Forward { key, message }] if *key == player(UID) && message.index == 2)
+    );
+}
+
+#[test]
+fn room_packets_use_obj_and_carry_fragments() {
+    let mut p = pair();
+    p.take_server_events();
+    p.client
+        .send(
+            p.now,
+            Outgoing {
+                module: 6,
+                seq: 2,
+                obj: 42,
+                data: Bytes::from_static(b"r"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    p.drive();
+    let events = p.take_server_events();
+    assert_eq!(events[0], Event::OpenTunnel(room(42)));
+    assert!(
+        matches!(&events[1], Event::Forward { key, message } if *key == room(42) && message.obj == 42)
+    );
+
+    // obj 0 on a room module: an error reply for that request, the session goes on
+    let index = send(&mut p, 6, 3, 0, b"");
+    assert!(p.take_server_events().is_empty());
+    let got = packets(p.take_client_events());
+    assert_eq!((got[0].r#mod, got[0].seq, got[0].index), (1, 3, index));
+    let err = ScServerUnexpectedErr::decode(got[0].data.clone()).unwrap();
+    assert_eq!((err.r#mod, err.seq), (6, 3));
+    assert_eq!(p.server.state(), SessionState::Established);
+}
+
+#[test]
+fn another_players_obj_never_reaches_a_backend() {
+    let mut p = pair();
+    p.take_server_events();
+    send(&mut p, 3, 1, UID + 1, b"spoof");
+    let events = p.take_server_events();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Forward { .. } | Event::OpenTunnel(_))),
+        "{events:?}"
+    );
+    assert_eq!(closed_with(&events), Some(CloseReason::ObjectNotOwned));
+    assert_eq!(p.server.state(), SessionState::Closed);
+}
+
+#[test]
+fn a_replayed_packet_closes_the_session() {
+    let mut p = pair();
+    p.client
+        .send(
+            p.now,
+            Outgoing {
+                module: 1,
+                seq: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let frame = p.client.poll_transmit().unwrap();
+    p.server.handle_bytes(p.now, &frame);
+    p.server.handle_bytes(p.now, &frame);
+    let events: Vec<_> = std::iter::from_fn(|| p.server.poll_event()).collect();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Forward { .. }))
+            .count(),
+        1
+    );
+    assert_eq!(closed_with(&events), Some(CloseReason::IndexMismatch));
+}
+
+#[test]
+fn tampered_packets_and_garbage_frames_close() {
+    let mut p = pair();
+    p.client
+        .send(
+            p.now,
+            Outgoing {
+                module: 1,
+                seq: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut frame = p.client.poll_transmit().unwrap().to_vec();
+    let last = frame.len() - 1;
+    frame[last] ^= 1;
+    p.server.handle_bytes(p.now, &frame);
+    assert_eq!(
+        closed_with(&std::iter::from_fn(|| p.server.poll_event()).collect::<Vec<_>>()),
+        Some(CloseReason::DecryptFailed)
+    );
+
+    let mut p = pair();
+    p.server.handle_bytes(p.now, &[0x80, 0, 0, 0]);
+    assert_eq!(closed_with(&p.take_server_events()), None);
+    assert_eq!(
+        closed_with(&std::iter::from_fn(|| p.server.poll_event()).collect::<Vec<_>>()),
+        Some(CloseReason::MalformedFrame)
+    );
+}
+
+#[test]
+fn compressed_requests_are_inflated_and_bombs_refused() {
+    let mut p = pair();
+    p.take_server_events();
+    let body = Bytes::from(vec![b'a'; 5000]);
+    p.client
+        .send(
+            p.now,
+            Outgoing {
+                module: 3,
+                seq: 1,
+                data: body.clone(),
+                compress: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    p.drive();
+    let events = p.take_server_events();
+    assert!(matches!(&events[1], Event::Forward { message, .. } if message.data == body));
+
+    p.client
+        .send(
+            p.now,
+            Outgoing {
+                module: 3,
+                seq: 1,
+                data: Bytes::from(vec![0; 1 << 20]),
+                compress: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    p.drive();
+    assert_eq!(
+        closed_with(&p.take_server_events()),
+        Some(CloseReason::DecompressFailed)
+    );
+}
+
+#[test]
+fn large_replies_go_out_compressed_and_oversized_ones_become_errors() {
+    let mut p = pair();
+    p.take_server_events();
+    let index = send(&mut p, 3, 1, 0, b"");
+    let big = Bytes::from(vec![b'z'; 200_000]);
+    let sent_before = p.server_sent;
+    p.server.handle_tunnel(
+        p.now,
+        player(UID),
+        TunnelMessage {
+            data: big.clone(),
+            module: 3,
+            seq: 1,
+            index,
+            ..Default::default()
+        },
+    );
+    p.drive();
+    assert!(
+        p.server_sent - sent_before < 2_000,
+        "sent {} bytes",
+        p.server_sent - sent_before
+    );
+    let got = packets(p.take_client_events());
+    assert_eq!(got[0].data, big, "the client inflates it back");
+
+    // incompressible and over the 16 KiB frame limit: the client gets an error for that request
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..40_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    p.server.handle_tunnel(
+        p.now,
+        player(UID),
+        TunnelMessage {
+            data: noise.into(),
+            module: 3,
+            seq: 1,
+            index: 7,
+            ..Default::default()
+        },
+    );
+    p.drive();
+    let got = packets(p.take_client_events());
+    assert_eq!((got[0].r#mod, got[0].seq, got[0].index), (1, 3, 7));
+    assert_eq!(p.server.state(), SessionState::Established);
+}
+
+#[test]
+fn pushes_carry_index_zero() {
+    let mut p = pair();
+    assert!(p.server.push(
+        p.now,
+        &PushBody {
+            data: Bytes::from_static(b"hi"),
+            data_version: 9,
+            obj: 5,
+            r#mod: 4,
+            seq: 1
+        }
+    ));
+    let encoded = Packet {
+        data: Bytes::from_static(b"all"),
+        r#mod: 1,
+        seq: 9,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    assert!(p.server.push_packet(p.now, &encoded));
+    p.drive();
+    let got = packets(p.take_client_events());
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        (
+            &got[0].data[..],
+            got[0].index,
+            got[0].data_version,
+            got[0].obj,
+            got[0].r#mod
+        ),
+        (&b"hi"[..], 0, 9, 5, 4)
+    );
+    assert_eq!((&got[1].data[..], got[1].index), (&b"all"[..], 0));
+}
+
+#[test]
+fn deadlines_close_with_their_reasons() {
+    let cfg = Arc::new(test_server_config(true));
+    let mut p = Pair::new(
+        cfg,
+        &test_client_config(true, test_token(UID, t0(), 1)),
+        t0(),
+    );
+    // never send the handshake
+    let _ = p.client.poll_transmit();
+    p.advance(Duration::from_millis(9_999));
+    assert_eq!(p.server.state(), SessionState::Handshaking);
+    p.advance(Duration::from_millis(1));
+    assert_eq!(
+        closed_with(&p.take_server_events()),
+        Some(CloseReason::HandshakeTimeout)
+    );
+    assert_eq!(p.server.poll_timeout(), None);
+
+    let mut p = pair();
+    p.advance(Duration::from_secs(59));
+    send(&mut p, 1, 2, 0, b"");
+    p.advance(Duration::from_secs(59));
+    assert_eq!(
+        p.server.state(),
+        SessionState::Established,
+        "traffic renews the idle deadline"
+    );
+    p.advance(Duration::from_secs(1));
+    assert_eq!(
+        closed_with(&p.take_server_events()),
+        Some(CloseReason::IdleTimeout)
+    );
+}
+
+#[test]
+fn authentication_failures_reach_the_client_as_unauthorized() {
+    let cfg = Arc::new(test_server_config(true));
+    let token = test_token(UID, t0(), 1);
+    let mut first = Pair::new(
+        Arc::clone(&cfg),
+        &test_client_config(true, token.clone()),
+        t0(),
+    );
+    first.drive();
+    assert!(first.client.is_established());
+
+    // the same token again
+    let mut again = Pair::new(Arc::clone(&cfg), &test_client_config(true, token), t0());
+    again.drive();
+    assert_eq!(
+        closed_with(&again.server_events),
+        Some(CloseReason::TokenReplayed)
+    );
+    assert_eq!(
+        again.client_events,
+        vec![ClientEvent::Closed(ClientError::Handshake(
+            ClientHandshakeError::Refused(LogoutCode::Unauthorized)
+        ))]
+    );
+
+    // an expired token
+    let old = test_token(UID, Time::from_unix_secs(1_699_990_000), 2);
+    let mut expired = Pair::new(Arc::clone(&cfg), &test_client_config(true, old), t0());
+    expired.drive();
+    assert_eq!(
+        closed_with(&expired.server_events),
+        Some(CloseReason::TokenExpired)
+    );
+
+    // a client without the certificate key
+    let mut client = test_client_config(true, test_token(UID, t0(), 3));
+    if let Some(keys) = &mut client.keys {
+        keys.client_cert = crate::crypto::SigningKey::from_seed(&[0x99; 32]);
+    }
+    let mut forged = Pair::new(Arc::clone(&cfg), &client, t0());
+    forged.drive();
+    assert_eq!(
+        closed_with(&forged.server_events),
+        Some(CloseReason::BadSignature)
+    );
+
+    // garbage instead of a handshake: closed silently
+    let mut garbage = Pair::new(cfg, &test_client_config(true, String::new()), t0());
+    let _ = garbage.client.poll_transmit();
+    garbage.client.send_raw(&[0, 0, 0, 3, 0xff, 0xff, 0xff]);
+    garbage.drive();
+    assert_eq!(
+        closed_with(&garbage.server_events),
+        Some(CloseReason::MalformedPacket)
+    );
+    assert_eq!(garbage.server_sent, 0);
+}
+
+#[test]
+fn unencrypted_sessions_work_end_to_end() {
+    let cfg = Arc::new(test_server_config(false));
+    let mut p = Pair::new(
+        cfg,
+        &test_client_config(false, test_token(UID, t0(), 1)),
+        t0(),
+    );
+    p.drive();
+    assert!(p.client.is_established());
+    send(&mut p, 1, 2, 0, b"hb");
+    assert!(
+        p.take_server_events()
+            .iter()
+            .any(|e| matches!(e, Event::Forward { message, .. } if &message.data[..] == b"hb"))
+    );
+}
+
+#[test]
+fn a_client_that_does_not_read_is_evicted() {
+    let mut config = test_server_config(true);
+    config.session.outbound_budget = 64 * 1024;
+    let mut p = pair_with(config);
+    let _ = p.server.poll_transmit();
+    let body = PushBody {
+        data: Bytes::from(vec![1u8; 1000]),
+        r#mod: 3,
+        seq: 2,
+        ..Default::default()
+    };
+    let mut pushed = 0;
+    while p.server.push(p.now, &body) {
+        pushed += 1;
+        assert!(p.server.pending_transmit() <= 64 * 1024 + 2048);
+    }
+    assert!((60..70).contains(&pushed), "{pushed}");
+    let events: Vec<_> = std::iter::from_fn(|| p.server.poll_event()).collect();
+    assert_eq!(closed_with(&events), Some(CloseReason::SlowConsumer));
+    assert_eq!(
+        p.server.pending_transmit(),
+        0,
+        "nothing left to flush to a client that does not read"
+    );
+}
+
+#[test]
+fn the_rate_limit_closes_a_flooding_client() {
+    let mut config = test_server_config(true);
+    config.session.rate_limit = Some(RateLimit {
+        per_second: 10,
+        burst: 5,
+    });
+    let mut p = pair_with(config);
+    for _ in 0..5 {
+        send(&mut p, 1, 2, 0, b"");
+    }
+    assert_eq!(p.server.state(), SessionState::Established);
+    send(&mut p, 1, 2, 0, b"");
+    assert_eq!(
+        closed_with(&p.take_server_events()),
+        Some(CloseReason::RateLimited)
+    );
+}
+
+#[test]
+fn draining_delivers_in_flight_replies_then_logs_out() {
+    let mut p = pair();
+    p.take_server_events();
+    let index = send(&mut p, 3, 1, 0, b"");
+    p.take_server_events();
+    p.server.drain(p.now);
+    assert_eq!(p.server.state(), SessionState::Draining);
+    // new requests are not taken while draining
+    send(&mut p, 3, 1, 0, b"");
+    assert!(
+        p.take_server_events()
+            .iter()
+            .all(|e| !matches!(e, Event::Forward { .. }))
+    );
+    p.server.handle_tunnel(
+        p.now,
+        player(UID),
+        TunnelMessage {
+            data: Bytes::from_static(b"late"),
+            module: 3,
+            seq: 1,
+            index,
+            ..Default::default()
+        },
+    );
+    p.drive();
+    let got = packets(p.take_client_events());
+    assert_eq!(&got[0].data[..], b"late");
+    assert_eq!((got[1].r#mod, got[1].seq), (1, 4));
+    assert_eq!(
+        ScServerLogout::decode(got[1].data.clone()).unwrap().code(),
+        LogoutCode::Server
+    );
+    assert_eq!(
+        closed_with(&p.take_server_events()),
+        Some(CloseReason::Shutdown)
+    );
+
+    // a reply that never comes: closed at the drain deadline
+    let mut p = pair();
+    send(&mut p, 3, 1, 0, b"");
+    p.server.drain(p.now);
+    p.advance(DEFAULT_DRAIN - Duration::from_millis(1));
+    assert_eq!(p.server.state(), SessionState::Draining);
+    p.advance(Duration::from_millis(1));
+    assert_eq!(
+        closed_with(&p.take_server_events()),
+        Some(CloseReason::Shutdown)
+    );
+}
+
+const DEFAULT_DRAIN: Duration = crate::config::DEFAULT_DRAIN_TIMEOUT;
+
+#[test]
+fn tunnels_reopen_after_ending_and_the_oldest_is_evicted() {
+    let mut config = test_server_config(true);
+    config.session.max_tunnels = 2;
+    let mut p = pair_with(config);
+    p.take_server_events();
+    send(&mut p, 6, 1, 1, b"");
+    p.advance(Duration::from_millis(1));
+    send(&mut p, 6, 1, 2, b"");
+    p.advance(Duration::from_millis(1));
+    send(&mut p, 6, 1, 1, b"");
+    p.take_server_events();
+    send(&mut p, 6, 1, 3, b"");
+    let events = p.take_server_events();
+    assert_eq!(
+        events[..2],
+        [Event::CloseTunnel(room(2)), Event::OpenTunnel(room(3))]
+    );
+
+    p.server.handle_tunnel_closed(p.now, room(3));
+    send(&mut p, 6, 1, 3, b"");
+    assert_eq!(p.take_server_events()[0], Event::OpenTunnel(room(3)));
+}
+
+#[test]
+fn kicks_send_their_logout_code() {
+    let mut p = pair();
+    p.take_server_events();
+    send(&mut p, 3, 1, 0, b"");
+    p.take_server_events();
+    p.server.close(p.now, CloseReason::ConflictingLogin);
+    p.drive();
+    assert_eq!(
+        p.take_server_events(),
+        vec![
+            Event::CloseTunnel(player(UID)),
+            Event::Closed(CloseReason::ConflictingLogin)
+        ]
+    );
+    let got = packets(p.take_client_events());
+    assert_eq!(
+        ScServerLogout::decode(got[0].data.clone()).unwrap().code(),
+        LogoutCode::ConflictingLogin
+    );
+    // closing again, or any input after, produces nothing
+    p.server.close(p.now, CloseReason::Banned);
+    p.server.handle_bytes(p.now, b"\0\0\0\x01x");
+    assert!(!p.server.push(p.now, &PushBody::default()));
+    assert_eq!(p.server.poll_event(), None);
+    assert_eq!(p.server.poll_transmit(), None);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Send {
+        module: i32,
+        obj: i64,
+        len: usize,
+        compress: bool,
+    },
+    Garbage(Vec<u8>),
+    Replay,
+    Reply {
+        index: i32,
+        len: usize,
+    },
+    Push(usize),
+    Advance(u64),
+    Flush,
+    TunnelClosed,
+    Drain,
+    Kick,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (prop_oneof![Just(1), Just(3), Just(6), Just(99)], prop_oneof![Just(0i64), Just(UID), Just(7i64)], 0usize..3000, any::<bool>())
+            .prop_map(|(module, obj, len, compress)| Op::Send { module, obj, len, compress }),
+        1 => proptest::collection::vec(any::<u8>(), 0..40).prop_map(Op::Garbage),
+        1 => Just(Op::Replay),
+        4 => (0i32..5, 0usize..30_000).prop_map(|(index, len)| Op::Reply { index, len }),
+        3 => (0usize..20_000).prop_map(Op::Push),
+        3 => (0u64..40_000).prop_map(Op::Advance),
+        3 => Just(Op::Flush),
+        1 => Just(Op::TunnelClosed),
+        1 => Just(Op::Drain),
+        1 => Just(Op::Kick),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Whatever happens: nothing after Closed, buffered bytes within the budget, deadlines never
+    /// behind the clock, and every Forward preceded by an OpenTunnel for its key.
+    #[test]
+    fn session_invariants(ops in proptest::collection::vec(op(), 1..60)) {
+        let mut config = test_server_config(true);
+        config.session.outbound_budget = 32 * 1024;
+        let budget = config.session.outbound_budget;
+        let mut p = Pair::new(Arc::new(config), &test_client_config(true, test_token(UID, t0(), 1)), t0());
+        p.drive();
+        let mut last_frame = None;
+        let mut closed = false;
+        let mut open = std::collections::HashSet::new();
+        for op in ops {
+            match op {
+                Op::Send { module, obj, len, compress } => {
+                    if p.client.send(p.now, Outgoing { module, seq: 1, obj, data: Bytes::from(vec![3u8; len]), compress, ..Default::default() }).is_ok() {
+                        let frame = p.client.poll_transmit();
+                        if let Some(f) = &frame { p.server.handle_bytes(p.now, f); }
+                        last_frame = frame;
+                    }
+                }
+                Op::Garbage(bytes) => p.server.handle_bytes(p.now, &bytes),
+                Op::Replay => if let Some(f) = &last_frame { p.server.handle_bytes(p.now, f) },
+                Op::Reply { index, len } => p.server.handle_tunnel(p.now, player(UID), TunnelMessage { data: vec![index as u8; len].into(), module: 3, seq: 1, index, ..Default::default() }),
+                Op::Push(len) => { p.server.push(p.now, &PushBody { data: vec![0u8; len].into(), r#mod: 3, seq: 2, ..Default::default() }); }
+                Op::Advance(ms) => { p.now = p.now + Duration::from_millis(ms); p.server.handle_timeout(p.now); }
+                Op::Flush => { let _ = p.server.poll_transmit(); }
+                Op::TunnelClosed => p.server.handle_tunnel_closed(p.now, player(UID)),
+                Op::Drain => p.server.drain(p.now),
+                Op::Kick => p.server.close(p.now, CloseReason::AdminKickOut),
+            }
+            while let Some(event) = p.server.poll_event() {
+                prop_assert!(!closed, "event after Closed: {event:?}");
+                match event {
+                    Event::OpenTunnel(key) => { prop_assert!(open.insert(key)); }
+                    Event::CloseTunnel(key) => { prop_assert!(open.remove(&key)); }
+                    Event::Forward { key, message } => {
+                        prop_assert!(open.contains(&key), "forward on unopened {key:?}");
+                        prop_assert!(key.kind != TunnelKind::PLAYER || (key.oid == UID && message.obj == UID));
+                    }
+                    Event::Closed(_) => closed = true,
+                    _ => {}
+                }
+            }
+            // a tunnel the adapter was told ended is no longer open
+            if matches!(p.server.state(), SessionState::Established | SessionState::Draining) {
+                open.retain(|k| p.server_tunnel_open(*k));
+            }
+            prop_assert!(p.server.pending_transmit() <= budget + 1024, "{} buffered", p.server.pending_transmit());
+            if let Some(deadline) = p.server.poll_timeout() {
+                p.server.handle_timeout(p.now);
+                if let Some(d) = p.server.poll_timeout() {
+                    prop_assert!(d > p.now, "deadline {d:?} not after now {:?} ({deadline:?})", p.now);
+                }
+            }
+            prop_assert_eq!(closed, p.server.state() == SessionState::Closed);
+        }
+    }
+}
+
+trait TunnelOpen {
+    fn server_tunnel_open(&self, key: TunnelKey) -> bool;
+}
+
+impl TunnelOpen for Pair {
+    fn server_tunnel_open(&self, key: TunnelKey) -> bool {
+        match &self.server.state {
+            State::Established(link) => link.tunnels.iter().any(|(k, _)| *k == key),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite: what CI runs (.ci/run calls exactly this) and what the README tells you
+# to run. Installs what it needs when missing; safe to rerun.
+#
+#   FUZZ_SECONDS=30   seconds per fuzz target (0 skips fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+FUZZ_TARGETS=(frame handshake session proto)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+cargo --version
+if ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then rustup component add clippy rustfmt; fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, all features, -D warnings)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "cargo test"
+cargo test --workspace --all-features
+
+step "janus-core stays sans-IO"
+forbidden='^(tokio|mio|socket2|tonic|redis|etcd-client|hyper) '
+if cargo tree -p janus-core -e normal,build --prefix none | grep -E "$forbidden"; then
+    echo "janus-core must not depend on the crates above" >&2
+    exit 1
+fi
+echo "ok: none of tokio, mio, socket2, tonic, redis, etcd-client in janus-core's tree"
+
+if [ "$FUZZ_SECONDS" -gt 0 ]; then
+    step "fuzzing (${FUZZ_SECONDS}s per target)"
+    if ! rustup toolchain list | grep -q '^nightly'; then rustup toolchain install nightly --profile minimal; fi
+    if ! cargo +nightly fuzz --version >/dev/null 2>&1; then cargo install cargo-fuzz --locked; fi
+    for target in "${FUZZ_TARGETS[@]}"; do
+        # Run on a scratch corpus seeded from the committed seeds, so the repo stays clean.
+        corpus="fuzz/corpus/$target"
+        mkdir -p "$corpus"
+        (cd fuzz && cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- \
+            -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 12)
+    done
+fi
+
+step "all checks passed"
