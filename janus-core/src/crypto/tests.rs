@@ -129,3 +129,13 @@ fn agreement_rejects_bad_peers() {
     assert_eq!(key.agree(&one), Err(CryptoError::LowOrderPoint));
     assert_eq!(key.agree(&[0; 32]), Err(CryptoError::LowOrderPoint));
 }
+
+#[test]
+fn nonce_sequences_never_repeat_and_keep_their_prefix() {
+    let mut seq = NonceSequence::new([0xaa, 0xbb, 0xcc, 0xdd]);
+    let a = seq.next_nonce();
+    let b = seq.next_nonce();
+    assert_ne!(a, b);
+    assert_eq!(a[..4], [0xaa, 0xbb, 0xcc, 0xdd]);
+    assert_eq!(u64::from_be_bytes(b[4..].try_into().unwrap()), 1);
+}

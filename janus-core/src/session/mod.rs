@@ -46,7 +46,7 @@ use crate::{
     CloseReason, Time,
     compress::{deflate_reply, inflate},
     config::ServerConfig,
-    crypto::{NONCE_LEN, PacketCipher, SEAL_OVERHEAD},
+    crypto::{NonceSequence, PacketCipher, SEAL_OVERHEAD},
     frame::{FrameDecoder, HEADER_LEN},
     handshake::{self, Identity, SYSTEM_MODULE},
     limit::Gcra,
@@ -76,8 +76,10 @@ pub enum SessionState {
 
 #[derive(Debug)]
 enum State {
+    /// `seed` seeds the generator for the ephemeral key; nothing random is needed afterwards.
     Handshaking {
         deadline: Time,
+        seed: [u8; 32],
     },
     /// Boxed: the cipher's key schedule makes a link large, and a handshaking session need not
     /// carry that much.
@@ -89,7 +91,8 @@ enum State {
 #[derive(Debug)]
 struct Link {
     identity: Identity,
-    cipher: Option<PacketCipher>,
+    /// `None` in unencrypted mode.
+    sealer: Option<Sealer>,
     /// The index the next client packet must carry.
     next_index: i32,
     idle_deadline: Time,
@@ -110,22 +113,27 @@ pub struct Session {
     rx: BytesMut,
     tx: BytesMut,
     events: VecDeque<Event>,
-    rng: ChaCha20Rng,
+}
+
+/// The session key with the nonces this side seals under it.
+#[derive(Debug)]
+struct Sealer {
+    cipher: PacketCipher,
+    nonces: NonceSequence,
 }
 
 impl Session {
     /// A session for a connection accepted at `now`. `seed` must come from a CSPRNG: it seeds the
-    /// session's own generator for its ephemeral key and packet nonces.
+    /// generator for the session's ephemeral key and nonce prefix.
     pub fn new(config: Arc<ServerConfig>, now: Time, seed: [u8; 32]) -> Self {
         let deadline = now + config.session.handshake_timeout;
         Self {
             frames: FrameDecoder::new(config.session.max_frame_len),
             config,
-            state: State::Handshaking { deadline },
+            state: State::Handshaking { deadline, seed },
             rx: BytesMut::new(),
             tx: BytesMut::new(),
             events: VecDeque::new(),
-            rng: ChaCha20Rng::from_seed(seed),
         }
     }
 
@@ -154,13 +162,37 @@ impl Session {
 
     /// Bytes received from the client, in any split.
     pub fn handle_bytes(&mut self, now: Time, bytes: &[u8]) {
-        match &self.state {
-            State::Closed => return,
-            // A draining session takes no new requests; the bytes are read only to notice EOF.
-            State::Established(link) if link.drain_deadline.is_some() => return,
-            _ => {}
+        if self.accepts_input() {
+            self.rx.extend_from_slice(bytes);
+            self.process_rx(now);
         }
-        self.rx.extend_from_slice(bytes);
+    }
+
+    /// Like [`handle_bytes`](Self::handle_bytes), taking the adapter's read buffer instead of
+    /// copying it: when no partial frame is pending, the frames are decrypted in place in `buf`
+    /// and forwarded payloads point into it.
+    pub fn handle_buf(&mut self, now: Time, buf: BytesMut) {
+        if !self.accepts_input() {
+            return;
+        }
+        if self.rx.is_empty() {
+            self.rx = buf;
+        } else {
+            self.rx.extend_from_slice(&buf);
+        }
+        self.process_rx(now);
+    }
+
+    fn accepts_input(&self) -> bool {
+        match &self.state {
+            State::Closed => false,
+            // A draining session takes no new requests; the bytes are read only to notice EOF.
+            State::Established(link) => link.drain_deadline.is_none(),
+            State::Handshaking { .. } => true,
+        }
+    }
+
+    fn process_rx(&mut self, now: Time) {
         while !matches!(self.state, State::Closed) {
             match self.frames.decode(&mut self.rx) {
                 Ok(Some(frame)) => self.handle_frame(now, frame.into_body()),
@@ -182,13 +214,24 @@ impl Session {
     }
 
     fn handle_handshake(&mut self, now: Time, body: &[u8]) {
-        let accepted = match handshake::accept(&self.config, now, body, &mut self.rng) {
+        let State::Handshaking { seed, .. } = &self.state else {
+            return;
+        };
+        let mut rng = ChaCha20Rng::from_seed(*seed);
+        let accepted = match handshake::accept(&self.config, now, body, &mut rng) {
             Ok(accepted) => accepted,
             Err(e) => return self.close(now, e.close_reason()),
         };
         let link = Link {
             identity: accepted.identity,
-            cipher: accepted.key.as_ref().map(PacketCipher::new),
+            sealer: accepted.key.as_ref().map(|key| {
+                let mut prefix = [0u8; 4];
+                rng.fill_bytes(&mut prefix);
+                Sealer {
+                    cipher: PacketCipher::new(key),
+                    nonces: NonceSequence::new(prefix),
+                }
+            }),
             next_index: handshake::START_INDEX,
             idle_deadline: now + self.config.session.idle_timeout,
             drain_deadline: None,
@@ -197,19 +240,29 @@ impl Session {
             rate: self.config.session.rate_limit.map(Gcra::new),
         };
         // The reply is plaintext: the client needs it to derive the key.
-        write_packet(None, &mut self.rng, &mut self.tx, &accepted.reply);
+        write_packet(
+            None,
+            &mut self.tx,
+            &accepted.reply,
+            accepted.reply.encoded_len(),
+        );
         self.events
             .push_back(Event::Authenticated(link.identity.clone()));
         self.state = State::Established(Box::new(link));
     }
 
     fn handle_packet(&mut self, now: Time, body: BytesMut) {
-        let config = Arc::clone(&self.config);
-        let State::Established(link) = &mut self.state else {
+        let Self {
+            config,
+            state,
+            events,
+            ..
+        } = self;
+        let State::Established(link) = state else {
             return;
         };
-        let plaintext = match &link.cipher {
-            Some(cipher) => match cipher.open(body) {
+        let plaintext = match &link.sealer {
+            Some(sealer) => match sealer.cipher.open(body) {
                 Ok(text) => text,
                 Err(_) => return self.close(now, CloseReason::DecryptFailed),
             },
@@ -266,11 +319,11 @@ impl Session {
                         .map(|(i, _)| i);
                     if let Some(i) = lru {
                         let (evicted, _) = link.tunnels.swap_remove(i);
-                        self.events.push_back(Event::CloseTunnel(evicted));
+                        events.push_back(Event::CloseTunnel(evicted));
                     }
                 }
                 link.tunnels.push((key, now));
-                self.events.push_back(Event::OpenTunnel(key));
+                events.push_back(Event::OpenTunnel(key));
             }
         }
         let object_kind = config.routes.oid_rule(key.kind) == OidRule::Object;
@@ -287,7 +340,7 @@ impl Session {
             frag_index: if object_kind { packet.frag_index } else { 0 },
         };
         link.in_flight = link.in_flight.saturating_add(1);
-        self.events.push_back(Event::Forward { key, message });
+        events.push_back(Event::Forward { key, message });
     }
 
     /// A message from the backend on tunnel `key`: a reply (non-zero index) or a push (index 0).
@@ -367,10 +420,10 @@ impl Session {
     /// session). Returns whether it was queued; a packet too large for the client's frame limit is
     /// dropped.
     pub fn push_packet(&mut self, now: Time, packet: &[u8]) -> bool {
-        let State::Established(link) = &self.state else {
+        let State::Established(link) = &mut self.state else {
             return false;
         };
-        let overhead = if link.cipher.is_some() {
+        let overhead = if link.sealer.is_some() {
             SEAL_OVERHEAD
         } else {
             0
@@ -378,11 +431,14 @@ impl Session {
         if packet.is_empty() || packet.len() + overhead > self.config.session.max_frame_len {
             return false;
         }
-        match &link.cipher {
-            Some(cipher) => {
-                let mut nonce = [0u8; NONCE_LEN];
-                self.rng.fill_bytes(&mut nonce);
-                if cipher.seal_bytes(nonce, packet, &mut self.tx).is_err() {
+        match &mut link.sealer {
+            Some(sealer) => {
+                let nonce = sealer.nonces.next_nonce();
+                if sealer
+                    .cipher
+                    .seal_bytes(nonce, packet, &mut self.tx)
+                    .is_err()
+                {
                     return false;
                 }
             }
@@ -427,19 +483,21 @@ impl Session {
             State::Closed => return,
             State::Handshaking { .. } => {
                 if let Some(code) = reason.logout_code() {
-                    write_packet(None, &mut self.rng, &mut self.tx, &logout(code));
+                    let packet = logout(code);
+                    write_packet(None, &mut self.tx, &packet, packet.encoded_len());
                 }
             }
-            State::Established(link) => {
+            State::Established(mut link) => {
                 if reason == CloseReason::SlowConsumer {
                     // The client is not reading: nothing queued will reach it.
                     self.tx = BytesMut::new();
                 } else if let Some(code) = reason.logout_code() {
+                    let packet = logout(code);
                     write_packet(
-                        link.cipher.as_ref(),
-                        &mut self.rng,
+                        link.sealer.as_mut(),
                         &mut self.tx,
-                        &logout(code),
+                        &packet,
+                        packet.encoded_len(),
                     );
                 }
                 for (key, _) in link.tunnels {
@@ -455,7 +513,9 @@ impl Session {
     /// early, or more than once, is harmless.
     pub fn handle_timeout(&mut self, now: Time) {
         let reason = match &self.state {
-            State::Handshaking { deadline } if now >= *deadline => CloseReason::HandshakeTimeout,
+            State::Handshaking { deadline, .. } if now >= *deadline => {
+                CloseReason::HandshakeTimeout
+            }
             State::Established(link) => match link.drain_deadline {
                 Some(drain) if now >= drain => CloseReason::Shutdown,
                 Some(_) => return,
@@ -471,7 +531,7 @@ impl Session {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
         match &self.state {
-            State::Handshaking { deadline } => Some(*deadline),
+            State::Handshaking { deadline, .. } => Some(*deadline),
             State::Established(link) => Some(link.drain_deadline.unwrap_or(link.idle_deadline)),
             State::Closed => None,
         }
@@ -490,34 +550,63 @@ impl Session {
             return None;
         }
         let out = self.tx.split().freeze();
-        if self.tx.capacity() > IDLE_BUFFER_CAP {
+        self.release_idle_tx();
+        Some(out)
+    }
+
+    /// The bytes queued for the client, borrowed: write them, then
+    /// [`advance_transmit`](Self::advance_transmit) by what was written. The zero-copy
+    /// alternative to [`poll_transmit`](Self::poll_transmit); bytes not yet consumed count against
+    /// the outbound budget.
+    pub fn transmit(&self) -> &[u8] {
+        &self.tx
+    }
+
+    /// Consumes `written` bytes from the front of [`transmit`](Self::transmit).
+    pub fn advance_transmit(&mut self, written: usize) {
+        let n = written.min(self.tx.len());
+        if n == self.tx.len() {
+            self.tx.clear();
+            self.release_idle_tx();
+        } else {
+            bytes::Buf::advance(&mut self.tx, n);
+        }
+    }
+
+    fn release_idle_tx(&mut self) {
+        if self.tx.is_empty() && self.tx.capacity() > IDLE_BUFFER_CAP {
             self.tx = BytesMut::new();
         }
-        Some(out)
     }
 
     /// Seals and queues a packet for the client; a packet too large for the client's frame limit
     /// is replaced by `SCServerUnexpectedErr` for the same request. Returns whether the session is
     /// still open.
     fn send(&mut self, now: Time, packet: &Packet) -> bool {
-        let State::Established(link) = &self.state else {
+        let State::Established(link) = &mut self.state else {
             return false;
         };
-        let overhead = if link.cipher.is_some() {
+        let overhead = if link.sealer.is_some() {
             SEAL_OVERHEAD
         } else {
             0
         };
-        if packet.encoded_len() + overhead > self.config.session.max_frame_len {
+        let len = packet.encoded_len();
+        if len + overhead > self.config.session.max_frame_len {
             let reply = unexpected_err(
                 packet.r#mod,
                 packet.seq,
                 packet.index,
                 "reply too large for the client frame limit",
             );
-            write_packet(link.cipher.as_ref(), &mut self.rng, &mut self.tx, &reply);
+            write_packet(
+                link.sealer.as_mut(),
+                &mut self.tx,
+                &reply,
+                reply.encoded_len(),
+            );
         } else {
-            write_packet(link.cipher.as_ref(), &mut self.rng, &mut self.tx, packet);
+            write_packet(link.sealer.as_mut(), &mut self.tx, packet, len);
         }
         self.check_budget(now)
     }
@@ -531,25 +620,19 @@ impl Session {
     }
 }
 
-/// Appends one frame holding `packet`, sealed when there is a cipher.
-fn write_packet(
-    cipher: Option<&PacketCipher>,
-    rng: &mut ChaCha20Rng,
-    tx: &mut BytesMut,
-    packet: &Packet,
-) {
-    match cipher {
-        Some(cipher) => {
-            let mut nonce = [0u8; NONCE_LEN];
-            rng.fill_bytes(&mut nonce);
+/// Appends one frame holding `packet` (whose encoded length is `len`), sealed when there is a
+/// sealer.
+fn write_packet(sealer: Option<&mut Sealer>, tx: &mut BytesMut, packet: &Packet, len: usize) {
+    match sealer {
+        Some(sealer) => {
+            let nonce = sealer.nonces.next_nonce();
             // Fails only for packets over 2 GiB, which the frame limit rules out.
-            let _ = cipher.seal_message(nonce, packet, tx);
+            let _ = sealer.cipher.seal_message_with_len(nonce, packet, len, tx);
         }
         None => {
-            let len = packet.encoded_len();
             tx.reserve(HEADER_LEN + len);
             tx.put_u32(len as u32);
-            let _ = packet.encode(tx);
+            packet.encode_raw(tx);
         }
     }
 }

@@ -770,3 +770,65 @@ impl TunnelOpen for Pair {
         }
     }
 }
+
+#[test]
+fn owned_buffers_and_borrowed_transmit_behave_like_the_copying_calls() {
+    let mut p = pair();
+    p.take_server_events();
+    let mut stream = bytes::BytesMut::new();
+    for _ in 0..3 {
+        p.client
+            .send(
+                p.now,
+                Outgoing {
+                    module: 3,
+                    seq: 1,
+                    data: Bytes::from_static(b"abc"),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        stream.extend_from_slice(&p.client.poll_transmit().unwrap());
+    }
+    // split mid-frame: the tail of the first buffer waits for the next one
+    let second = stream.split_off(stream.len() / 2 + 3);
+    p.server.handle_buf(p.now, stream);
+    p.server.handle_buf(p.now, second);
+    let forwarded: Vec<i32> = std::iter::from_fn(|| p.server.poll_event())
+        .filter_map(|e| match e {
+            Event::Forward { message, .. } => Some(message.index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forwarded, vec![1, 2, 3]);
+
+    for index in 1..=3 {
+        p.server.handle_tunnel(
+            p.now,
+            player(UID),
+            TunnelMessage {
+                data: Bytes::from_static(b"r"),
+                module: 3,
+                seq: 1,
+                index,
+                ..Default::default()
+            },
+        );
+    }
+    let all = p.server.transmit().to_vec();
+    // the client reads what a short write delivered, then the rest
+    p.server.advance_transmit(10);
+    assert_eq!(p.server.transmit(), &all[10..]);
+    p.client.handle_bytes(p.now, &all[..10]);
+    let rest = p.server.transmit().to_vec();
+    p.server.advance_transmit(usize::MAX);
+    assert!(p.server.transmit().is_empty());
+    p.client.handle_bytes(p.now, &rest);
+    let indexes: Vec<i32> = std::iter::from_fn(|| p.client.poll_event())
+        .filter_map(|e| match e {
+            ClientEvent::Packet(p) => Some(p.index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(indexes, vec![1, 2, 3]);
+}
