@@ -34,10 +34,17 @@ fuzz_target!(|input: (u8, &[u8])| {
         9 => check::<push::MulticastRequest>(data),
         10 => check::<push::BroadcastRequest>(data),
         _ => {
-            // Zero-copy decoding from Bytes must agree with decoding from a slice.
-            let a = Packet::decode(data);
-            let b = Packet::decode(bytes::Bytes::copy_from_slice(data));
-            assert_eq!(a.ok(), b.ok());
+            // The hot-path codec must agree with prost on every input: same value or both errors,
+            // and the same bytes when re-encoding.
+            let ours = janus_core::codec::decode_packet(bytes::Bytes::copy_from_slice(data)).ok();
+            let prost = Packet::decode(data).ok();
+            assert_eq!(ours, prost);
+            if let Some(p) = prost {
+                let mut out = Vec::new();
+                janus_core::codec::encode_packet(&p, &mut out);
+                assert_eq!(out, p.encode_to_vec());
+                assert_eq!(janus_core::codec::packet_len(&p), p.encoded_len());
+            }
         }
     }
 });

@@ -33,8 +33,6 @@ use janus_core::{
     testing::{test_client_config, test_server_config, test_token},
     token::TokenKey,
 };
-use janus_proto::packet::Packet;
-use prost::Message as _;
 
 const SIZES: [usize; 3] = [64, 512, 4096];
 /// Packets prepared per timed batch: small enough that a batch of 4 KiB frames stays in L2, as
@@ -76,28 +74,6 @@ fn packet_path(c: &mut Criterion) {
     }
     group.finish();
 
-    // The same, with payloads sized so the sealed Packet (what AES-GCM processes) is `size`
-    // bytes: the difference to the reference is then only this code, not the protocol's own
-    // 10-12 header bytes (which cost a partial AES block at 512 B).
-    let mut group = c.benchmark_group("packet_path_sealed");
-    for size in SIZES {
-        group.throughput(Throughput::Bytes(size as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, &size| {
-            let (mut server, mut client) = established();
-            let header = Packet {
-                data: vec![0; size].into(),
-                r#mod: 3,
-                seq: 1,
-                index: 1000,
-                ..Default::default()
-            }
-            .encoded_len()
-                - size;
-            let payload = Bytes::from(vec![0x5a; size - header]);
-            run_packet_path(b, &mut server, &mut client, &payload);
-        });
-    }
-    group.finish();
     raw_aes_gcm(c);
 }
 
@@ -274,16 +250,7 @@ fn report() {
             estimate_ns(&format!("raw_aes_gcm/{size}")),
         ) {
             println!(
-                "packet path {size:>5} B payload: {path:>9.1} ns vs raw AES-256-GCM open+seal {raw:>9.1} ns -> {:5.1} % of raw throughput",
-                100.0 * raw / path
-            );
-        }
-        if let (Some(path), Some(raw)) = (
-            estimate_ns(&format!("packet_path_sealed/{size}")),
-            estimate_ns(&format!("raw_aes_gcm/{size}")),
-        ) {
-            println!(
-                "packet path {size:>5} B sealed:  {path:>9.1} ns vs raw AES-256-GCM open+seal {raw:>9.1} ns -> {:5.1} % of raw throughput",
+                "packet path {size:>5}: {path:>9.1} ns vs raw AES-256-GCM open+seal {raw:>9.1} ns -> {:5.1} % of raw throughput",
                 100.0 * raw / path
             );
         }

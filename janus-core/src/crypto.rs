@@ -110,7 +110,9 @@ impl PacketCipher {
         self.seal_with(nonce, plaintext.len(), out, |out| out.put_slice(plaintext))
     }
 
-    fn seal_with(
+    /// Appends `len ‖ nonce ‖ AES-GCM(plaintext) ‖ tag`, where `write` appends exactly `len`
+    /// plaintext bytes (checked).
+    pub(crate) fn seal_with(
         &self,
         nonce: [u8; NONCE_LEN],
         len: usize,

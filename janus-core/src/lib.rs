@@ -30,6 +30,7 @@
 
 pub mod client;
 pub mod close;
+pub mod codec;
 pub mod compress;
 pub mod config;
 pub mod crypto;

@@ -43,7 +43,7 @@ use rand_core::RngCore;
 
 pub use self::event::{Event, TunnelMessage};
 use crate::{
-    CloseReason, Time,
+    CloseReason, Time, codec,
     compress::{deflate_reply, inflate},
     config::ServerConfig,
     crypto::{NonceSequence, PacketCipher, SEAL_OVERHEAD},
@@ -268,7 +268,7 @@ impl Session {
             },
             None => body.freeze(),
         };
-        let Ok(packet) = Packet::decode(plaintext) else {
+        let Ok(packet) = codec::decode_packet(plaintext) else {
             return self.close(now, CloseReason::MalformedPacket);
         };
         if let Some(rate) = &mut link.rate {
@@ -591,7 +591,7 @@ impl Session {
         } else {
             0
         };
-        let len = packet.encoded_len();
+        let len = codec::packet_len(packet);
         if len + overhead > self.config.session.max_frame_len {
             let reply = unexpected_err(
                 packet.r#mod,
@@ -627,12 +627,14 @@ fn write_packet(sealer: Option<&mut Sealer>, tx: &mut BytesMut, packet: &Packet,
         Some(sealer) => {
             let nonce = sealer.nonces.next_nonce();
             // Fails only for packets over 2 GiB, which the frame limit rules out.
-            let _ = sealer.cipher.seal_message_with_len(nonce, packet, len, tx);
+            let _ = sealer
+                .cipher
+                .seal_with(nonce, len, tx, |tx| codec::encode_packet(packet, tx));
         }
         None => {
             tx.reserve(HEADER_LEN + len);
             tx.put_u32(len as u32);
-            packet.encode_raw(tx);
+            codec::encode_packet(packet, tx);
         }
     }
 }
