@@ -7,7 +7,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use janus_core::{Time, session::Session, testing::test_server_config};
 use janus_proto::{gate::intra::v1::AuthToken, message::CsHandshake, packet::Packet};
-use libfuzzer_sys::{arbitrary::Arbitrary, fuzz_target};
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
 const NOW: i64 = 1_700_000_000;

@@ -13,7 +13,8 @@ use janus_core::{
     testing::{test_client_config, test_server_config, test_token},
 };
 use janus_proto::{broadcaster::service::push::v1::PushBody, packet::Packet};
-use libfuzzer_sys::{arbitrary::Arbitrary, fuzz_target};
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
 const UID: i64 = 10001;

@@ -1,6 +1,7 @@
 //! The account-service (Lares) token: `base64url_padded(nonce(12) ‖ AES-GCM(AuthToken) ‖ tag(16))`
 //! under the shared token key (spec §2.1, §2.4).
 
+#[cfg_attr(fuzzing, allow(unused_imports))]
 use aes_gcm::{
     Aes128Gcm, Aes256Gcm, AesGcm, KeyInit, Nonce, Tag,
     aead::{AeadInPlace, consts::U12},
@@ -101,7 +102,7 @@ impl TokenKey {
     /// Fuzzing builds take the ciphertext as the plaintext.
     #[cfg(fuzzing)]
     fn open_in_place(&self, nonce: &[u8], _text: &mut [u8], tag: &[u8]) -> Result<(), TokenError> {
-        let _ = (Nonce::from_slice(nonce), Tag::from_slice(tag), &self.0);
+        let _ = (nonce, tag, &self.0);
         Ok(())
     }
 
