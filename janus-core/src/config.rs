@@ -28,6 +28,10 @@ pub const DEFAULT_OUTBOUND_BUDGET: usize = 1024 * 1024;
 /// Tunnels one session may hold open at once; the least recently used one is closed to open
 /// another. Stops a client from opening a backend stream per room id it can think of.
 pub const DEFAULT_MAX_TUNNELS: usize = 16;
+/// Requests remembered per tunnel while they await a reply, so a failed backend stream can
+/// answer each with an error. Beyond it the oldest is forgotten (bounded memory even when a
+/// backend does not answer some requests).
+pub const DEFAULT_MAX_PENDING: usize = 256;
 /// How long a draining session (gateway shutdown) waits for in-flight replies before it is told
 /// to log out and closed.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,6 +65,8 @@ pub struct SessionConfig {
     pub rate_limit: Option<RateLimit>,
     /// Default [`DEFAULT_MAX_TUNNELS`] (16).
     pub max_tunnels: usize,
+    /// Default [`DEFAULT_MAX_PENDING`] (256).
+    pub max_pending: usize,
     /// Default [`DEFAULT_DRAIN_TIMEOUT`] (5 s).
     pub drain_timeout: Duration,
     /// Enforce the strict +1 packet index. Default `true`. Upstream skips the check in
@@ -81,6 +87,7 @@ impl Default for SessionConfig {
             outbound_budget: DEFAULT_OUTBOUND_BUDGET,
             rate_limit: None,
             max_tunnels: DEFAULT_MAX_TUNNELS,
+            max_pending: DEFAULT_MAX_PENDING,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             check_index: true,
         }

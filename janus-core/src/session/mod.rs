@@ -97,11 +97,38 @@ struct Link {
     next_index: i32,
     idle_deadline: Time,
     drain_deadline: Option<Time>,
-    /// Open tunnels with their last use, for least-recently-used eviction.
-    tunnels: Vec<(TunnelKey, Time)>,
-    /// Requests forwarded and not yet answered (replies carry a non-zero index).
-    in_flight: u32,
+    /// Open tunnels (a handful per session: a linear scan beats a map).
+    tunnels: Vec<Tunnel>,
     rate: Option<Gcra>,
+}
+
+/// An open tunnel of a session.
+#[derive(Debug)]
+struct Tunnel {
+    key: TunnelKey,
+    /// For least-recently-used eviction.
+    last_used: Time,
+    /// Requests forwarded and not yet answered, oldest first, at most `max_pending`: if the
+    /// backend stream ends, each gets `SCServerUnexpectedErr` instead of silence.
+    pending: VecDeque<Pending>,
+}
+
+/// A forwarded request awaiting its reply (the reply echoes `index`).
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    index: i32,
+    module: i32,
+    seq: i32,
+}
+
+impl Tunnel {
+    /// Forgets the request a reply answers. Replies come in order on a tunnel (the backend
+    /// serialises an actor's requests), so the match is almost always at the front.
+    fn answered(&mut self, index: i32) {
+        if let Some(i) = self.pending.iter().position(|p| p.index == index) {
+            self.pending.remove(i);
+        }
+    }
 }
 
 /// One client connection. See the [module documentation](self) for the call order.
@@ -236,7 +263,6 @@ impl Session {
             idle_deadline: now + self.config.session.idle_timeout,
             drain_deadline: None,
             tunnels: Vec::new(),
-            in_flight: 0,
             rate: self.config.session.rate_limit.map(Gcra::new),
         };
         // The reply is plaintext: the client needs it to derive the key.
@@ -307,24 +333,45 @@ impl Session {
             }
         };
         let key = routed.key;
-        match link.tunnels.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, last_used)) => *last_used = now,
+        let tunnel = match link.tunnels.iter().position(|t| t.key == key) {
+            Some(i) => i,
             None => {
                 if link.tunnels.len() >= config.session.max_tunnels.max(1) {
+                    // Evict the least recently used tunnel, preferring one with nothing pending.
                     let lru = link
                         .tunnels
                         .iter()
                         .enumerate()
-                        .min_by_key(|(_, (_, used))| *used)
+                        .min_by_key(|(_, t)| (!t.pending.is_empty(), t.last_used))
                         .map(|(i, _)| i);
                     if let Some(i) = lru {
-                        let (evicted, _) = link.tunnels.swap_remove(i);
-                        events.push_back(Event::CloseTunnel(evicted));
+                        let evicted = link.tunnels.swap_remove(i);
+                        events.push_back(Event::CloseTunnel(evicted.key));
+                        let cipher = link.sealer.as_mut();
+                        fail_pending(cipher, &mut self.tx, &evicted.pending);
                     }
                 }
-                link.tunnels.push((key, now));
+                link.tunnels.push(Tunnel {
+                    key,
+                    last_used: now,
+                    pending: VecDeque::new(),
+                });
                 events.push_back(Event::OpenTunnel(key));
+                link.tunnels.len() - 1
             }
+        };
+        if let Some(t) = link.tunnels.get_mut(tunnel) {
+            t.last_used = now;
+            if t.pending.len() >= config.session.max_pending.max(1) {
+                // A backend that never answers some requests must not make this grow: forget
+                // the oldest (it would most likely never be answered either).
+                t.pending.pop_front();
+            }
+            t.pending.push_back(Pending {
+                index: packet.index,
+                module: packet.r#mod,
+                seq: packet.seq,
+            });
         }
         let object_kind = config.routes.oid_rule(key.kind) == OidRule::Object;
         let message = TunnelMessage {
@@ -339,7 +386,6 @@ impl Session {
             frag_count: if object_kind { packet.frag_count } else { 0 },
             frag_index: if object_kind { packet.frag_index } else { 0 },
         };
-        link.in_flight = link.in_flight.saturating_add(1);
         events.push_back(Event::Forward { key, message });
     }
 
@@ -350,7 +396,9 @@ impl Session {
             return;
         };
         if message.index != 0 {
-            link.in_flight = link.in_flight.saturating_sub(1);
+            if let Some(t) = link.tunnels.iter_mut().find(|t| t.key == key) {
+                t.answered(message.index);
+            }
         }
         let session = &self.config.session;
         let (data, compress) = deflate_reply(
@@ -378,18 +426,22 @@ impl Session {
         self.finish_drain_if_done(now);
     }
 
-    /// The backend stream for `key` ended (finished or failed). The next client packet for that
-    /// key opens a new tunnel ([`Event::OpenTunnel`]); requests that were in flight on it get no
-    /// reply, so they no longer hold up a drain.
+    /// The backend stream for `key` ended (finished or failed). Every request still waiting for a
+    /// reply on it is answered with `SCServerUnexpectedErr` (same index, "backend unavailable"), so
+    /// the client can retry instead of waiting forever; the next client packet for that key opens
+    /// a new tunnel ([`Event::OpenTunnel`]).
     pub fn handle_tunnel_closed(&mut self, now: Time, key: TunnelKey) {
         let State::Established(link) = &mut self.state else {
             return;
         };
-        link.tunnels.retain(|(k, _)| *k != key);
-        if link.tunnels.is_empty() {
-            link.in_flight = 0;
+        let Some(i) = link.tunnels.iter().position(|t| t.key == key) else {
+            return;
+        };
+        let closed = link.tunnels.swap_remove(i);
+        fail_pending(link.sealer.as_mut(), &mut self.tx, &closed.pending);
+        if self.check_budget(now) {
+            self.finish_drain_if_done(now);
         }
-        self.finish_drain_if_done(now);
     }
 
     /// A server push (`index` 0), compressed like a reply when large. Returns whether it was
@@ -468,7 +520,7 @@ impl Session {
 
     fn finish_drain_if_done(&mut self, now: Time) {
         if let State::Established(link) = &self.state {
-            if link.drain_deadline.is_some() && link.in_flight == 0 {
+            if link.drain_deadline.is_some() && link.tunnels.iter().all(|t| t.pending.is_empty()) {
                 self.close(now, CloseReason::Shutdown);
             }
         }
@@ -500,8 +552,8 @@ impl Session {
                         packet.encoded_len(),
                     );
                 }
-                for (key, _) in link.tunnels {
-                    self.events.push_back(Event::CloseTunnel(key));
+                for tunnel in link.tunnels {
+                    self.events.push_back(Event::CloseTunnel(tunnel.key));
                 }
             }
         }
@@ -636,6 +688,15 @@ fn write_packet(sealer: Option<&mut Sealer>, tx: &mut BytesMut, packet: &Packet,
             tx.put_u32(len as u32);
             codec::encode_packet(packet, tx);
         }
+    }
+}
+
+/// Answers each pending request with `SCServerUnexpectedErr`: its tunnel is gone.
+fn fail_pending(mut sealer: Option<&mut Sealer>, tx: &mut BytesMut, pending: &VecDeque<Pending>) {
+    for p in pending {
+        let reply = unexpected_err(p.module, p.seq, p.index, "backend unavailable");
+        let len = codec::packet_len(&reply);
+        write_packet(sealer.as_deref_mut(), tx, &reply, len);
     }
 }
 

@@ -765,7 +765,7 @@ trait TunnelOpen {
 impl TunnelOpen for Pair {
     fn server_tunnel_open(&self, key: TunnelKey) -> bool {
         match &self.server.state {
-            State::Established(link) => link.tunnels.iter().any(|(k, _)| *k == key),
+            State::Established(link) => link.tunnels.iter().any(|t| t.key == key),
             _ => false,
         }
     }
@@ -831,4 +831,56 @@ fn owned_buffers_and_borrowed_transmit_behave_like_the_copying_calls() {
         })
         .collect();
     assert_eq!(indexes, vec![1, 2, 3]);
+}
+
+#[test]
+fn requests_pending_on_a_failed_tunnel_are_answered_with_errors() {
+    let mut p = pair();
+    p.take_server_events();
+    let first = send(&mut p, 3, 1, 0, b"a");
+    let second = send(&mut p, 4, 2, 0, b"b");
+    // the backend answers the first, then its stream dies
+    p.server.handle_tunnel(
+        p.now,
+        player(UID),
+        TunnelMessage {
+            data: Bytes::from_static(b"ok"),
+            module: 3,
+            seq: 1,
+            index: first,
+            ..Default::default()
+        },
+    );
+    p.server.handle_tunnel_closed(p.now, player(UID));
+    p.drive();
+    let got = packets(p.take_client_events());
+    assert_eq!(got.len(), 2);
+    assert_eq!((&got[0].data[..], got[0].index), (&b"ok"[..], first));
+    assert_eq!((got[1].r#mod, got[1].seq, got[1].index), (1, 3, second));
+    let err = ScServerUnexpectedErr::decode(got[1].data.clone()).unwrap();
+    assert_eq!(
+        (err.r#mod, err.seq, err.msg.as_str()),
+        (4, 2, "backend unavailable")
+    );
+    // the session goes on, and the next packet reopens the tunnel
+    send(&mut p, 3, 1, 0, b"c");
+    assert_eq!(p.take_server_events()[0], Event::OpenTunnel(player(UID)));
+}
+
+#[test]
+fn pending_requests_stay_bounded_when_a_backend_never_answers() {
+    let mut config = test_server_config(true);
+    config.session.max_pending = 4;
+    let mut p = pair_with(config);
+    for _ in 0..10 {
+        send(&mut p, 3, 1, 0, b"");
+    }
+    p.server.handle_tunnel_closed(p.now, player(UID));
+    p.drive();
+    let got = packets(p.take_client_events());
+    assert_eq!(
+        got.iter().map(|p| p.index).collect::<Vec<_>>(),
+        vec![7, 8, 9, 10],
+        "the newest four"
+    );
 }
