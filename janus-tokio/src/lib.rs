@@ -1,1 +1,13 @@
-//! The gateway on tokio. Not built yet: this crate only reserves its place in the workspace.
+//! The Janus gateway on tokio.
+//!
+//! * [`config`]: the YAML configuration (upstream key names, `${NAME:default}` placeholders),
+//!   `check-config` and `keygen`.
+//! * [`gateway`]: listeners (TCP, WebSocket), one task per connection driving a
+//!   [`janus_core::session::Session`], tonic tunnels to backends, the push service, admin HTTP.
+//! * [`demo`]: a Roma-compatible demo backend for local runs and tests.
+//! * [`bench`]: the `janus-bench` load generator.
+
+pub mod bench;
+pub mod config;
+pub mod demo;
+pub mod gateway;

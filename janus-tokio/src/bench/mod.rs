@@ -1,0 +1,121 @@
+//! `janus-bench`, the load generator: many clients that speak the real client protocol (the same
+//! [`janus_core::client::ClientSession`] an SDK embeds) against one gateway address, and a report
+//! of what they measured.
+//!
+//! Two workloads ([`Mode`]):
+//!
+//! * **handshake storm**: every client connects, handshakes, closes and repeats until the run
+//!   ends. It measures handshakes per second and the latency from the start of the TCP connect
+//!   (and WebSocket upgrade) to the verified `SCHandshake`, which is what a login wave costs.
+//! * **echo**: every client connects once and then sends packets, either closed loop (one request
+//!   in flight per client, `rate` 0) or open loop at a fixed rate per client, matching each reply
+//!   to its request by `index`. Open-loop latency is measured from the time a request was *due*,
+//!   not from when it was written, so a stalled client does not hide the stall (coordinated
+//!   omission).
+//!
+//! Every connection carries a freshly minted token (the gateway accepts a token once), sealed with
+//! the token key exactly as the account service seals it. The run is bounded: nothing new starts
+//! after `duration`, requests still in flight get `drain` to complete, and every connect,
+//! handshake, write and request has `timeout`.
+//!
+//! ```text
+//! BenchOptions ─► run ─► one task per client ─► Link (TCP | WebSocket) ⇄ ClientSession
+//!                  │         └─ per-client histograms and error counts ─┐
+//!                  └─ Live counters ─► progress bar, rate windows ──────┴─► BenchReport
+//! ```
+//!
+//! Rates (handshakes/s, messages/s, bytes/s) are counted over the steady-state window, from the
+//! end of the `ramp` to the end of `duration`; totals and latency histograms cover the whole run
+//! including the drain.
+
+mod cli;
+mod client;
+mod link;
+mod options;
+mod progress;
+mod report;
+mod stats;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::{task::JoinSet, time::Instant};
+
+pub use cli::{BenchArgs, parse_duration};
+pub use options::{BenchOptions, Mode, Target};
+pub use report::{BenchReport, Latency, Parameters};
+
+use client::Shared;
+use stats::{ClientStats, Snapshot};
+
+/// How long after the drain grace the runner waits for client tasks before abandoning them. Every
+/// await inside a client is already bounded, so this only guards against a bug.
+const ABANDON_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs a benchmark to completion and returns what it measured.
+///
+/// Fails only on bad options (an unresolvable address, a token key of the wrong length, a payload
+/// that cannot fit a frame); everything the server does wrong is counted in the report instead.
+pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
+    opts.validate()?;
+    let shared = Arc::new(Shared::new(&opts).await?);
+    let template = stats::histogram()?;
+
+    let bar = opts
+        .progress
+        .then(|| progress::Progress::start(Arc::clone(&shared), opts.duration));
+
+    let mut clients = JoinSet::new();
+    for index in 0..opts.clients {
+        let shared = Arc::clone(&shared);
+        let stats = ClientStats::new(&template);
+        clients.spawn(client::run_client(shared, index, stats));
+    }
+
+    // Rate window: from the end of the ramp (when every client has started) to the deadline.
+    let window_start = if !opts.ramp.is_zero() && shared.ramp_end < shared.deadline {
+        tokio::time::sleep_until(shared.ramp_end).await;
+        (Instant::now(), shared.live.snapshot())
+    } else {
+        (shared.start, Snapshot::default())
+    };
+    tokio::time::sleep_until(shared.deadline).await;
+    let window_end = (Instant::now(), shared.live.snapshot());
+
+    let mut total = ClientStats::new(&template);
+    let mut abandoned = 0u64;
+    let collect = async {
+        while let Some(joined) = clients.join_next().await {
+            match joined {
+                Ok(stats) => total.merge(stats)?,
+                Err(_) => abandoned += 1,
+            }
+        }
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout_at(shared.drain_end + ABANDON_GRACE, collect).await {
+        Ok(merged) => merged.context("merging client statistics")?,
+        Err(_) => {
+            abandoned += clients.len() as u64;
+            clients.abort_all();
+        }
+    }
+    if abandoned > 0 {
+        total.count_n(stats::Failure::ClientAbandoned, abandoned);
+    }
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+
+    Ok(report::build(
+        &opts,
+        &shared,
+        total,
+        window_start,
+        window_end,
+        Instant::now(),
+    ))
+}

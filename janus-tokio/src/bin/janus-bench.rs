@@ -1,0 +1,53 @@
+//! `janus-bench`: load generator for the Janus gateway (see `janus_tokio::bench`).
+//!
+//! ```sh
+//! janus-bench --addr 127.0.0.1:7001 --clients 100 --duration 10s --mode echo
+//! janus-bench --ws ws://127.0.0.1:7002/ws --clients 50 --mode handshake --json out.json
+//! ```
+//!
+//! Prints the report as a table on stdout (notes and the progress bar go to stderr). Exit status:
+//! 0 when the run measured something, 1 on bad arguments or setup, 2 when not one handshake
+//! succeeded.
+
+use std::{io::IsTerminal as _, process::ExitCode};
+
+use clap::Parser as _;
+use janus_tokio::bench::{self, BenchArgs};
+
+fn main() -> ExitCode {
+    let args = BenchArgs::parse();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("janus-bench: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let (mut opts, notes) = args.to_options()?;
+    opts.progress = !args.quiet && std::io::stderr().is_terminal();
+    for note in notes {
+        eprintln!("janus-bench: {note}");
+    }
+
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = args.threads.filter(|&t| t > 0) {
+        runtime.worker_threads(threads);
+    }
+    let report = runtime.build()?.block_on(bench::run(opts))?;
+
+    println!("{report}");
+    if let Some(path) = &args.json {
+        let json = serde_json::to_vec_pretty(&report)?;
+        std::fs::write(path, json)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(if report.handshakes == 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,280 @@
+//! Prometheus metrics, kept as plain atomics and rendered as text on `/metrics`.
+//!
+//! Hand-rolled rather than a metrics crate: the set is small and fixed, every update on the hot
+//! path is one relaxed atomic add, and the text format is simple.
+
+use std::{
+    fmt::Write as _,
+    sync::atomic::{AtomicI64, AtomicU64, Ordering},
+};
+
+use janus_core::CloseReason;
+
+/// Every close reason, for the per-reason counter (kept in sync with `CloseReason::as_str`).
+const CLOSE_REASONS: &[CloseReason] = &[
+    CloseReason::HandshakeTimeout,
+    CloseReason::MalformedFrame,
+    CloseReason::MalformedPacket,
+    CloseReason::UnexpectedHandshakeSeq,
+    CloseReason::EmptyToken,
+    CloseReason::TimestampSkew,
+    CloseReason::InvalidToken,
+    CloseReason::TokenExpired,
+    CloseReason::TokenReplayed,
+    CloseReason::BadSignature,
+    CloseReason::BadKeyLength,
+    CloseReason::LowOrderPoint,
+    CloseReason::IdleTimeout,
+    CloseReason::DecryptFailed,
+    CloseReason::IndexMismatch,
+    CloseReason::DecompressFailed,
+    CloseReason::ObjectNotOwned,
+    CloseReason::RateLimited,
+    CloseReason::SlowConsumer,
+    CloseReason::ConflictingLogin,
+    CloseReason::AdminKickOut,
+    CloseReason::Banned,
+    CloseReason::Shutdown,
+    CloseReason::ServerError,
+    CloseReason::PeerClosed,
+];
+
+/// The gateway's counters and gauges.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections_tcp: AtomicU64,
+    pub connections_ws: AtomicU64,
+    pub connections_rejected: AtomicU64,
+    pub ws_upgrades_rejected: AtomicU64,
+    pub connections_open: AtomicI64,
+    pub sessions_authenticated: AtomicU64,
+    pub sessions_open: AtomicI64,
+    closed: [AtomicU64; 32],
+    pub packets_in: AtomicU64,
+    pub packets_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub tunnels_opened: AtomicU64,
+    pub tunnels_open: AtomicI64,
+    pub tunnel_failures: AtomicU64,
+    pub tunnel_no_backend: AtomicU64,
+    pub tunnel_overflow: AtomicU64,
+    pub pushes: AtomicU64,
+    pub multicasts: AtomicU64,
+    pub broadcasts: AtomicU64,
+    pub push_unknown_uid: AtomicU64,
+    pub push_delivered: AtomicU64,
+    pub push_dropped: AtomicU64,
+    pub kicks_conflicting_login: AtomicU64,
+}
+
+fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// Counts one increment of `counter` (a field of this struct).
+    pub fn inc(&self, counter: &AtomicU64) {
+        inc(counter);
+    }
+
+    /// Counts a session's end by reason.
+    pub fn closed(&self, reason: CloseReason) {
+        if let Some(i) = CLOSE_REASONS.iter().position(|r| *r == reason) {
+            if let Some(c) = self.closed.get(i) {
+                inc(c);
+            }
+        }
+    }
+
+    /// Sessions closed for `reason` so far (tests and logs).
+    pub fn closed_count(&self, reason: CloseReason) -> u64 {
+        CLOSE_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .and_then(|i| self.closed.get(i))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// The Prometheus text exposition (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let gauge = |g: &AtomicI64| g.load(Ordering::Relaxed);
+        let counter = |out: &mut String, name: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        counter(
+            &mut out,
+            "janus_connections_accepted_total",
+            "Client connections accepted, by transport.",
+            &[
+                ("{transport=\"tcp\"}", get(&self.connections_tcp)),
+                ("{transport=\"ws\"}", get(&self.connections_ws)),
+            ],
+        );
+        counter(
+            &mut out,
+            "janus_connections_rejected_total",
+            "Connections refused by admission control.",
+            &[("", get(&self.connections_rejected))],
+        );
+        counter(
+            &mut out,
+            "janus_ws_upgrades_rejected_total",
+            "WebSocket upgrades refused (path, origin, protocol).",
+            &[("", get(&self.ws_upgrades_rejected))],
+        );
+        counter(
+            &mut out,
+            "janus_sessions_authenticated_total",
+            "Handshakes that succeeded.",
+            &[("", get(&self.sessions_authenticated))],
+        );
+        let closed: Vec<(String, u64)> = CLOSE_REASONS
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                (
+                    format!("{{reason=\"{}\"}}", r.as_str()),
+                    self.closed.get(i).map_or(0, get),
+                )
+            })
+            .collect();
+        let closed_refs: Vec<(&str, u64)> = closed.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        counter(
+            &mut out,
+            "janus_sessions_closed_total",
+            "Sessions closed, by reason.",
+            &closed_refs,
+        );
+        counter(
+            &mut out,
+            "janus_packets_in_total",
+            "Client packets received (frames).",
+            &[("", get(&self.packets_in))],
+        );
+        counter(
+            &mut out,
+            "janus_packets_out_total",
+            "Packets sent to clients (replies and pushes).",
+            &[("", get(&self.packets_out))],
+        );
+        counter(
+            &mut out,
+            "janus_bytes_in_total",
+            "Bytes read from clients.",
+            &[("", get(&self.bytes_in))],
+        );
+        counter(
+            &mut out,
+            "janus_bytes_out_total",
+            "Bytes written to clients.",
+            &[("", get(&self.bytes_out))],
+        );
+        counter(
+            &mut out,
+            "janus_tunnels_opened_total",
+            "Backend tunnels opened.",
+            &[("", get(&self.tunnels_opened))],
+        );
+        counter(
+            &mut out,
+            "janus_tunnel_failures_total",
+            "Backend tunnels that ended with an error.",
+            &[("", get(&self.tunnel_failures))],
+        );
+        counter(
+            &mut out,
+            "janus_tunnel_no_backend_total",
+            "Tunnels that could not be opened: no backend for the kind and colour.",
+            &[("", get(&self.tunnel_no_backend))],
+        );
+        counter(
+            &mut out,
+            "janus_tunnel_overflow_total",
+            "Sessions closed because a tunnel's queue to the backend was full.",
+            &[("", get(&self.tunnel_overflow))],
+        );
+        counter(
+            &mut out,
+            "janus_push_requests_total",
+            "Push service calls, by kind.",
+            &[
+                ("{kind=\"push\"}", get(&self.pushes)),
+                ("{kind=\"multicast\"}", get(&self.multicasts)),
+                ("{kind=\"broadcast\"}", get(&self.broadcasts)),
+            ],
+        );
+        counter(
+            &mut out,
+            "janus_push_unknown_uid_total",
+            "Pushes for a uid with no session here (no-ops).",
+            &[("", get(&self.push_unknown_uid))],
+        );
+        counter(
+            &mut out,
+            "janus_push_delivered_total",
+            "Push packets handed to sessions.",
+            &[("", get(&self.push_delivered))],
+        );
+        counter(
+            &mut out,
+            "janus_push_dropped_total",
+            "Push packets dropped: the session's queue was full (it is closed as a slow consumer).",
+            &[("", get(&self.push_dropped))],
+        );
+        counter(
+            &mut out,
+            "janus_kicks_total",
+            "Sessions replaced by a newer login of the same uid.",
+            &[(
+                "{reason=\"conflicting_login\"}",
+                get(&self.kicks_conflicting_login),
+            )],
+        );
+        for (name, help, v) in [
+            (
+                "janus_connections_open",
+                "Client connections open.",
+                gauge(&self.connections_open),
+            ),
+            (
+                "janus_sessions_open",
+                "Authenticated sessions open.",
+                gauge(&self.sessions_open),
+            ),
+            (
+                "janus_tunnels_open",
+                "Backend tunnels open.",
+                gauge(&self.tunnels_open),
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_close_reason_has_a_slot_and_renders() {
+        assert!(CLOSE_REASONS.len() <= 32);
+        let m = Metrics::default();
+        m.closed(CloseReason::IndexMismatch);
+        m.inc(&m.connections_tcp);
+        let text = m.render();
+        assert!(
+            text.contains("janus_sessions_closed_total{reason=\"index_mismatch\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("janus_connections_accepted_total{transport=\"tcp\"} 1"));
+        assert_eq!(m.closed_count(CloseReason::IndexMismatch), 1);
+    }
+}

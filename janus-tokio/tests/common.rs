@@ -1,0 +1,298 @@
+//! Shared by the integration tests: a gateway on free ports in front of the demo backend, and
+//! test clients speaking the protocol through janus-core's client over real sockets.
+#![allow(
+    dead_code,
+    missing_debug_implementations,
+    clippy::large_enum_variant,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt as _, StreamExt as _};
+use janus_core::{
+    Time,
+    client::{ClientConfig, ClientEvent, ClientSession, Outgoing},
+    testing::{TEST_TOKEN_KEY, test_client_config, test_server_config},
+    token::TokenKey,
+};
+use janus_proto::{gate::intra::v1::AuthToken, packet::Packet};
+use janus_tokio::{
+    demo::{DemoBackend, DemoConfig, DemoHandle},
+    gateway::{BackendSpec, Gateway, GatewaySettings, WsSettings},
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpStream,
+};
+use tokio_tungstenite::tungstenite::Message;
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub fn now() -> Time {
+    janus_tokio::gateway::clock::now()
+}
+
+static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A fresh token (the gateway takes a token once) for `uid` of `color`.
+pub fn token(uid: i64, color: &str) -> String {
+    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = AuthToken {
+        rand: format!("r{serial:07}"),
+        color: color.into(),
+        account_id: uid,
+        server_id: 1,
+        timeout: now().unix_secs() + 600,
+        status: 1,
+        ..Default::default()
+    };
+    let mut nonce = [0u8; 12];
+    nonce[..8].copy_from_slice(&serial.to_le_bytes());
+    nonce[8..].copy_from_slice(&(uid as u32).to_le_bytes());
+    TokenKey::new(TEST_TOKEN_KEY).unwrap().seal(&t, nonce)
+}
+
+pub fn settings(backend: SocketAddr) -> GatewaySettings {
+    let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut backends = BTreeMap::new();
+    let spec = vec![BackendSpec {
+        addr: backend.to_string(),
+        weight: 1,
+        color: None,
+    }];
+    backends.insert("player".to_owned(), spec.clone());
+    backends.insert("room".to_owned(), spec);
+    GatewaySettings {
+        core: Arc::new(test_server_config(true)),
+        tcp: Some(local),
+        ws: Some(WsSettings {
+            addr: local,
+            path: "/ws".into(),
+            allowed_origins: Vec::new(),
+        }),
+        http: Some(local),
+        grpc: local,
+        advertise: None,
+        backends,
+        route_ttl: Duration::from_secs(600),
+        admission: Default::default(),
+        shutdown_grace: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(1),
+    }
+}
+
+/// A demo backend and a gateway in front of it.
+pub struct Rig {
+    pub demo: DemoHandle,
+    pub gateway: Gateway,
+}
+
+impl Rig {
+    pub async fn start() -> Rig {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(edit: impl FnOnce(&mut GatewaySettings)) -> Rig {
+        let demo = DemoBackend::new(DemoConfig::default())
+            .spawn_local()
+            .await
+            .unwrap();
+        let mut s = settings(demo.addr());
+        edit(&mut s);
+        let gateway = Gateway::start(s).await.unwrap();
+        Rig { demo, gateway }
+    }
+
+    pub fn tcp(&self) -> SocketAddr {
+        self.gateway.addrs().tcp.unwrap()
+    }
+}
+
+/// How a test client reaches the gateway.
+pub enum Wire {
+    Tcp(TcpStream),
+    Ws(tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>),
+}
+
+/// A protocol client over a real socket.
+pub struct TestClient {
+    pub wire: Wire,
+    pub session: ClientSession,
+    pub uid: i64,
+    pub local: SocketAddr,
+    /// Bytes received from the gateway.
+    pub received: usize,
+    closed: bool,
+}
+
+impl TestClient {
+    pub async fn tcp(addr: SocketAddr, uid: i64) -> TestClient {
+        Self::tcp_with(addr, uid, test_client_config(true, token(uid, "local"))).await
+    }
+
+    pub async fn tcp_color(addr: SocketAddr, uid: i64, color: &str) -> TestClient {
+        Self::tcp_with(addr, uid, test_client_config(true, token(uid, color))).await
+    }
+
+    pub async fn tcp_with(addr: SocketAddr, uid: i64, config: ClientConfig) -> TestClient {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let local = stream.local_addr().unwrap();
+        let mut c = TestClient {
+            wire: Wire::Tcp(stream),
+            session: ClientSession::new(&config, now(), [5; 32]),
+            uid,
+            local,
+            received: 0,
+            closed: false,
+        };
+        c.establish().await;
+        c
+    }
+
+    pub async fn ws(url: &str, uid: i64) -> TestClient {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let local = match ws.get_ref() {
+            tokio_tungstenite::MaybeTlsStream::Plain(s) => s.local_addr().unwrap(),
+            _ => unreachable!(),
+        };
+        let config = test_client_config(true, token(uid, "local"));
+        let mut c = TestClient {
+            wire: Wire::Ws(ws),
+            session: ClientSession::new(&config, now(), [6; 32]),
+            uid,
+            local,
+            received: 0,
+            closed: false,
+        };
+        c.establish().await;
+        c
+    }
+
+    async fn establish(&mut self) {
+        self.flush().await;
+        match self.next_event().await {
+            Some(ClientEvent::Established { start_index, .. }) => assert_eq!(start_index, 1),
+            other => panic!("handshake failed: {other:?}"),
+        }
+    }
+
+    pub async fn flush(&mut self) {
+        while let Some(bytes) = self.session.poll_transmit() {
+            self.write_raw(bytes).await;
+        }
+    }
+
+    /// Writes bytes as they are (one WebSocket message per frame).
+    pub async fn write_raw(&mut self, bytes: Bytes) {
+        match &mut self.wire {
+            Wire::Tcp(s) => s.write_all(&bytes).await.unwrap(),
+            Wire::Ws(ws) => {
+                let mut rest = bytes;
+                while rest.len() >= 4 {
+                    let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+                    let frame = rest.split_to((4 + len).min(rest.len()));
+                    ws.send(Message::Binary(frame)).await.unwrap();
+                }
+            }
+        }
+    }
+
+    pub async fn send(&mut self, module: i32, seq: i32, obj: i64, data: &[u8]) -> i32 {
+        self.send_out(Outgoing {
+            module,
+            seq,
+            obj,
+            data: Bytes::copy_from_slice(data),
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn send_out(&mut self, out: Outgoing) -> i32 {
+        let index = self.session.send(now(), out).unwrap();
+        self.flush().await;
+        index
+    }
+
+    /// The next event, or None when the connection closed (or nothing came within WAIT).
+    pub async fn next_event(&mut self) -> Option<ClientEvent> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(e) = self.session.poll_event() {
+                return Some(e);
+            }
+            if self.closed {
+                return None;
+            }
+            let read = tokio::time::timeout_at(deadline, async {
+                match &mut self.wire {
+                    Wire::Tcp(s) => {
+                        let mut buf = BytesMut::with_capacity(64 * 1024);
+                        match s.read_buf(&mut buf).await {
+                            Ok(0) | Err(_) => None,
+                            Ok(_) => Some(buf.freeze()),
+                        }
+                    }
+                    Wire::Ws(ws) => loop {
+                        match ws.next().await {
+                            Some(Ok(Message::Binary(b))) => break Some(b),
+                            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
+                            Some(Ok(_)) => {}
+                        }
+                    },
+                }
+            })
+            .await;
+            match read {
+                Ok(Some(bytes)) => {
+                    self.received += bytes.len();
+                    self.session.handle_bytes(now(), &bytes);
+                }
+                Ok(None) => self.closed = true,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next packet, skipping periodic pushes unless `pushes`.
+    pub async fn next_packet(&mut self) -> Option<Packet> {
+        loop {
+            match self.next_event().await? {
+                ClientEvent::Packet(p) => return Some(p),
+                ClientEvent::Closed(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Waits for the reply with `index`.
+    pub async fn reply(&mut self, index: i32) -> Packet {
+        loop {
+            let p = self
+                .next_packet()
+                .await
+                .expect("connection closed before the reply");
+            if p.index == index {
+                return p;
+            }
+        }
+    }
+
+    /// Whether the gateway closes the connection within WAIT, with the packets it sent first.
+    pub async fn closed_after(&mut self) -> (bool, Vec<Packet>) {
+        let mut packets = Vec::new();
+        loop {
+            match self.next_event().await {
+                Some(ClientEvent::Packet(p)) => packets.push(p),
+                Some(ClientEvent::Closed(_)) => {}
+                Some(_) => {}
+                None => return (self.closed, packets),
+            }
+        }
+    }
+}
