@@ -57,9 +57,13 @@ use crate::{
 const UNEXPECTED_ERR_SEQ: i32 = 3;
 /// `SystemSeq.ServerLogout`.
 const LOGOUT_SEQ: i32 = 4;
-/// Receive and transmit buffers larger than this are freed once empty, so an idle session holds
-/// no large buffer after a burst.
+/// A transmit buffer larger than this is freed once empty, so an idle session holds no large
+/// buffer after a burst.
 const IDLE_BUFFER_CAP: usize = 4096;
+/// An empty receive buffer larger than this is freed: with [`Session::handle_buf`] it is the
+/// adapter's spent read buffer, and keeping its spare capacity would cost an idle connection
+/// kilobytes. Small ones are kept so [`Session::handle_bytes`] does not allocate per packet.
+const IDLE_RX_CAP: usize = 1024;
 
 /// Where a session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +231,7 @@ impl Session {
                 Err(_) => self.close(now, CloseReason::MalformedFrame),
             }
         }
-        if self.rx.is_empty() && self.rx.capacity() > IDLE_BUFFER_CAP {
+        if self.rx.is_empty() && self.rx.capacity() > IDLE_RX_CAP {
             self.rx = BytesMut::new();
         }
     }
@@ -592,7 +596,21 @@ impl Session {
     /// The next event for the adapter.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() && self.events.capacity() > 0 && self.is_quiet() {
+            // Nothing in flight (typically just after login): give the queue's memory back.
+            // A busy session keeps it, so forwarding does not allocate per packet.
+            self.events = VecDeque::new();
+        }
+        event
+    }
+
+    /// Authenticated with no tunnel open, or not authenticated at all.
+    fn is_quiet(&self) -> bool {
+        match &self.state {
+            State::Established(link) => link.tunnels.is_empty(),
+            _ => true,
+        }
     }
 
     /// Everything queued for the client, as one buffer (many frames batched into one write).

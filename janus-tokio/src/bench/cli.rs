@@ -85,6 +85,10 @@ pub struct BenchArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// The gateway's metrics URL (e.g. http://127.0.0.1:8100/metrics): report its resident memory
+    /// per connection (read before connecting and at the end, while connected; see --mode idle).
+    #[arg(long)]
+    pub metrics: Option<String>,
     /// Runtime worker threads [default: one per core].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -150,6 +154,7 @@ impl BenchArgs {
             uid_base: self.uid_base,
             color: self.color.clone(),
             progress: false,
+            metrics_url: self.metrics.clone(),
         };
         options.validate()?;
         Ok((options, notes))

@@ -227,6 +227,7 @@ pub(crate) async fn run_client(
     match shared.mode {
         Mode::Handshake => handshake_storm(&shared, index, &mut stats).await,
         Mode::Echo => echo_client(&shared, index, &mut stats).await,
+        Mode::Idle => idle_client(&shared, index, &mut stats).await,
     }
     stats
 }
@@ -279,6 +280,36 @@ async fn echo_client(shared: &Shared, index: u32, stats: &mut ClientStats) {
         }
         sleep_until((Instant::now() + backoff).min(shared.deadline)).await;
         backoff = (backoff * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// Connects once and stays silent until the run ends, reading whatever the gateway sends.
+async fn idle_client(shared: &Shared, index: u32, stats: &mut ClientStats) {
+    let uid = shared.uid_base.saturating_add(i64::from(index));
+    match open(shared, uid, stats).await {
+        Ok(mut conn) => {
+            let mut closed_early = false;
+            while Instant::now() < shared.deadline {
+                match timeout_at(
+                    shared.deadline,
+                    conn.link.read_into(&mut conn.rx, &shared.live),
+                )
+                .await
+                {
+                    Err(_) => break,
+                    Ok(Ok(true)) => conn.rx.clear(),
+                    Ok(Ok(false)) | Ok(Err(_)) => {
+                        closed_early = true;
+                        break;
+                    }
+                }
+            }
+            if closed_early {
+                stats.count(Failure::ClosedByServer);
+            }
+            conn.link.close().await;
+        }
+        Err(failure) => shared.failed(stats, failure),
     }
 }
 

@@ -46,7 +46,7 @@ use tokio::{task::JoinSet, time::Instant};
 
 pub use cli::{BenchArgs, parse_duration};
 pub use options::{BenchOptions, Mode, Target};
-pub use report::{BenchReport, Latency, Parameters};
+pub use report::{BenchReport, GatewayMemory, Latency, Parameters};
 
 use client::Shared;
 use stats::{ClientStats, Snapshot};
@@ -63,6 +63,14 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     opts.validate()?;
     let shared = Arc::new(Shared::new(&opts).await?);
     let template = stats::histogram()?;
+    let rss_before = match &opts.metrics_url {
+        Some(url) => Some(
+            gateway_rss(url)
+                .await
+                .context("reading the gateway's metrics before the run")?,
+        ),
+        None => None,
+    };
 
     let bar = opts
         .progress
@@ -82,6 +90,32 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     } else {
         (shared.start, Snapshot::default())
     };
+    // Read the gateway's memory just before the deadline, while every client is still connected.
+    let mut gateway_memory = None;
+    if let (Some(url), Some(before)) = (&opts.metrics_url, rss_before) {
+        let at = shared
+            .deadline
+            .checked_sub(std::time::Duration::from_millis(500))
+            .unwrap_or(shared.deadline);
+        tokio::time::sleep_until(at.max(Instant::now())).await;
+        let connections = shared
+            .live
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed) as u64;
+        let after = gateway_rss(url)
+            .await
+            .context("reading the gateway's metrics at the end of the run")?;
+        gateway_memory = Some(GatewayMemory {
+            rss_before: before,
+            rss_after: after,
+            connections,
+            bytes_per_connection: if connections > 0 {
+                after.saturating_sub(before) as f64 / connections as f64
+            } else {
+                0.0
+            },
+        });
+    }
     tokio::time::sleep_until(shared.deadline).await;
     let window_end = (Instant::now(), shared.live.snapshot());
 
@@ -110,12 +144,46 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         bar.finish();
     }
 
-    Ok(report::build(
+    let mut report = report::build(
         &opts,
         &shared,
         total,
         window_start,
         window_end,
         Instant::now(),
-    ))
+    );
+    report.gateway_memory = gateway_memory;
+    Ok(report)
+}
+
+/// `process_resident_memory_bytes` from a Prometheus text endpoint (`http://host:port/path`).
+async fn gateway_rss(url: &str) -> anyhow::Result<u64> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let rest = url
+        .strip_prefix("http://")
+        .context("the metrics URL must start with http://")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/metrics".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::net::TcpStream::connect(host),
+    )
+    .await??;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut body = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_string(&mut body),
+    )
+    .await??;
+    body.lines()
+        .find_map(|line| line.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .context("no process_resident_memory_bytes in the gateway's metrics")
 }

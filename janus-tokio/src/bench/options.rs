@@ -37,6 +37,9 @@ pub enum Mode {
     Handshake,
     /// Connect once, then send packets and wait for the replies.
     Echo,
+    /// Connect once, handshake, then stay silent until the run ends: how much an idle
+    /// authenticated connection costs the gateway (with `metrics_url`).
+    Idle,
 }
 
 /// Where to connect.
@@ -101,6 +104,10 @@ pub struct BenchOptions {
     pub color: String,
     /// Draw a progress bar on stderr. Default false.
     pub progress: bool,
+    /// The gateway's `/metrics` URL (`http://host:port/metrics`): its
+    /// `process_resident_memory_bytes` is read before the clients connect and again at the end of
+    /// the run, while they are all still connected. Default `None`.
+    pub metrics_url: Option<String>,
 }
 
 impl Default for BenchOptions {
@@ -124,6 +131,7 @@ impl Default for BenchOptions {
             uid_base: DEFAULT_UID_BASE,
             color: "local".into(),
             progress: false,
+            metrics_url: None,
         }
     }
 }

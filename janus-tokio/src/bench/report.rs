@@ -103,6 +103,21 @@ pub struct BenchReport {
     /// Failures by kind (`connect_refused`, `handshake_closed`, `request_timeout`, ...).
     pub errors: BTreeMap<String, u64>,
     pub error_total: u64,
+    /// The gateway's resident memory around the run, when `--metrics` was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_memory: Option<GatewayMemory>,
+}
+
+/// The gateway's `process_resident_memory_bytes` before the clients connected and at the end of
+/// the run, while they were still connected.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GatewayMemory {
+    pub rss_before: u64,
+    pub rss_after: u64,
+    /// Connections open when `rss_after` was read.
+    pub connections: u64,
+    /// `(rss_after - rss_before) / connections`.
+    pub bytes_per_connection: f64,
 }
 
 pub(crate) fn build(
@@ -172,6 +187,7 @@ pub(crate) fn build(
         unanswered: total.unanswered,
         error_total: total.errors.values().sum(),
         errors: total.errors,
+        gateway_memory: None,
     }
 }
 
@@ -185,6 +201,7 @@ impl fmt::Display for BenchReport {
                 p.rate, p.payload
             ),
             Mode::Echo => format!("echo, closed loop, {} B payload", p.payload),
+            Mode::Idle => "idle connections".to_owned(),
         };
         let security = match (p.encrypted, p.server_verified) {
             (false, _) => "unencrypted",
@@ -243,6 +260,16 @@ impl fmt::Display for BenchReport {
             )?;
         }
         writeln!(f)?;
+        if let Some(m) = &self.gateway_memory {
+            writeln!(
+                f,
+                "gateway memory: {:.1} MiB -> {:.1} MiB with {} connections open: {:.0} bytes per connection\n",
+                m.rss_before as f64 / 1048576.0,
+                m.rss_after as f64 / 1048576.0,
+                m.connections,
+                m.bytes_per_connection
+            )?;
+        }
         if self.errors.is_empty() {
             write!(f, "errors: none")
         } else {

@@ -34,7 +34,7 @@ use tokio_tungstenite::{
 use tracing::{debug, info};
 
 use super::{
-    Shared, clock,
+    Shared, clock, mailbox,
     registry::ConnHandle,
     tunnel::{self, TunnelMeta},
 };
@@ -90,8 +90,9 @@ struct Conn {
     conn_id: u64,
     admitted: Option<Admitted>,
     handshake_counted: bool,
-    cmd_tx: mpsc::Sender<ConnCmd>,
-    identity: Option<Identity>,
+    cmd_tx: mailbox::Sender<ConnCmd>,
+    /// The session's uid once authenticated (the rest of the identity lives in the session).
+    uid: Option<i64>,
     tunnels: HashMap<TunnelKey, TunnelHandle>,
     next_generation: u64,
     closed: Option<CloseReason>,
@@ -103,8 +104,8 @@ impl Conn {
         peer: SocketAddr,
         wid: u64,
         admitted: Admitted,
-    ) -> (Self, mpsc::Receiver<ConnCmd>) {
-        let (cmd_tx, cmd_rx) = mpsc::channel(CONN_QUEUE);
+    ) -> (Self, mailbox::Receiver<ConnCmd>) {
+        let (cmd_tx, cmd_rx) = mailbox::mailbox(CONN_QUEUE);
         let mut seed = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
         let session = Session::new(Arc::clone(&shared.core), clock::now(), seed);
@@ -122,7 +123,7 @@ impl Conn {
             admitted: Some(admitted),
             handshake_counted: false,
             cmd_tx,
-            identity: None,
+            uid: None,
             tunnels: HashMap::new(),
             next_generation: 0,
             closed: None,
@@ -187,11 +188,11 @@ impl Conn {
             }
         }
         debug!(peer = %self.peer, uid = identity.uid, sid = identity.sid, color = %identity.color, "authenticated");
-        self.identity = Some(identity);
+        self.uid = Some(identity.uid);
     }
 
     fn open_tunnel(&mut self, key: TunnelKey) {
-        let Some(identity) = &self.identity else {
+        let Some(identity) = self.session.identity().cloned() else {
             return;
         };
         let routes = &self.shared.core.routes;
@@ -330,9 +331,9 @@ impl Drop for Conn {
     fn drop(&mut self) {
         let metrics = &self.shared.metrics;
         metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
-        if let Some(identity) = &self.identity {
+        if let Some(uid) = self.uid {
             metrics.sessions_open.fetch_sub(1, Ordering::Relaxed);
-            self.shared.registry.remove(identity.uid, self.conn_id);
+            self.shared.registry.remove(uid, self.conn_id);
         }
         metrics
             .tunnels_open

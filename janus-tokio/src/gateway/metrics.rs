@@ -236,6 +236,12 @@ impl Metrics {
                 get(&self.kicks_conflicting_login),
             )],
         );
+        if let Some(rss) = resident_memory_bytes() {
+            let _ = writeln!(
+                out,
+                "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}"
+            );
+        }
         for (name, help, v) in [
             (
                 "janus_connections_open",
@@ -257,6 +263,14 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The process's resident set size, from `/proc/self/statm` (Linux; `None` elsewhere).
+pub fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // The page size is 4 KiB on every platform this is deployed on; reading it would need libc.
+    Some(pages * 4096)
 }
 
 #[cfg(test)]

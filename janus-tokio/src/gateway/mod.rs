@@ -17,6 +17,7 @@ pub mod admin;
 pub mod backends;
 pub mod clock;
 pub mod connection;
+pub mod mailbox;
 pub mod metrics;
 pub mod push;
 pub mod registry;

@@ -9,10 +9,10 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
+use super::mailbox::{self, TrySendError};
 use bytes::Bytes;
 use janus_core::CloseReason;
 use janus_proto::broadcaster::service::push::v1::PushBody;
-use tokio::sync::mpsc;
 
 use super::connection::ConnCmd;
 
@@ -23,7 +23,7 @@ pub struct ConnHandle {
     pub conn_id: u64,
     pub color: String,
     pub sid: i64,
-    pub tx: mpsc::Sender<ConnCmd>,
+    pub tx: mailbox::Sender<ConnCmd>,
 }
 
 /// Why a message could not be handed to a session.
@@ -107,7 +107,7 @@ impl Registry {
     pub fn offer(handle: &ConnHandle, cmd: ConnCmd) -> Delivery {
         match handle.tx.try_send(cmd) {
             Ok(()) => Delivery::Delivered,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(TrySendError::Full(_)) => {
                 // The queue is full, so this may be dropped too; the connection's own budget and
                 // deadlines still bound it.
                 let _ = handle
@@ -115,7 +115,7 @@ impl Registry {
                     .try_send(ConnCmd::Close(CloseReason::SlowConsumer));
                 Delivery::Dropped
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Unknown,
+            Err(TrySendError::Closed(_)) => Delivery::Unknown,
         }
     }
 

@@ -23,7 +23,7 @@ use tonic::{
 };
 use tracing::{debug, info};
 
-use super::connection::ConnCmd;
+use super::{connection::ConnCmd, mailbox};
 
 /// Requests queued per tunnel before the session is closed for flooding it (upstream: 1024,
 /// blocking).
@@ -80,7 +80,7 @@ pub fn spawn(
     key: TunnelKey,
     generation: u64,
     meta: TunnelMeta,
-    conn: mpsc::Sender<ConnCmd>,
+    conn: mailbox::Sender<ConnCmd>,
 ) -> mpsc::Sender<TunnelMessage> {
     let (tx, rx) = mpsc::channel(TUNNEL_QUEUE);
     let path = tunnel_path(kind);
@@ -110,7 +110,7 @@ async fn run<Req, Resp>(
     generation: u64,
     meta: TunnelMeta,
     rx: mpsc::Receiver<TunnelMessage>,
-    conn: mpsc::Sender<ConnCmd>,
+    conn: mailbox::Sender<ConnCmd>,
 ) where
     Req: prost::Message + From<TunnelMessage> + Send + 'static,
     Resp: prost::Message + Default + Into<TunnelMessage> + Send + 'static,
@@ -140,7 +140,7 @@ async fn stream<Req, Resp>(
     generation: u64,
     meta: &TunnelMeta,
     rx: mpsc::Receiver<TunnelMessage>,
-    conn: &mpsc::Sender<ConnCmd>,
+    conn: &mailbox::Sender<ConnCmd>,
 ) -> Result<(), tonic::Status>
 where
     Req: prost::Message + From<TunnelMessage> + Send + 'static,
