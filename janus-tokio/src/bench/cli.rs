@@ -14,6 +14,10 @@ use super::options::{BenchOptions, Mode, Target};
 
 /// Where the dev deployment keeps its token key, relative to the repository root.
 pub const DEV_TOKEN_KEY_PATH: &str = "configs/dev/token.key";
+/// The dev deployment's client certificate key (what `configs/local.yaml` expects clients to sign with).
+pub const DEV_CLIENT_KEY_PATH: &str = "configs/dev/client.key.pem";
+/// The dev deployment's server certificate (to verify `SCHandshake` signatures).
+pub const DEV_SERVER_CERT_PATH: &str = "configs/dev/server.cert.pem";
 
 /// Load generator for the Janus gateway: handshake storms and echo traffic over TCP or
 /// WebSocket, speaking the real client protocol.
@@ -101,12 +105,16 @@ impl BenchArgs {
     pub fn to_options(&self) -> anyhow::Result<(BenchOptions, Vec<String>)> {
         let mut notes = Vec::new();
         let defaults = BenchOptions::default();
+        // With no keys given, the dev key set (configs/dev, what configs/local.yaml uses) when it
+        // is there, else the test vectors' keys.
+        let mut dev_set = false;
         let token_key = match (&self.token_key, &self.token_key_file) {
             (Some(key), _) => key.as_bytes().to_vec(),
             (None, Some(path)) => read_key_file(path)?,
             (None, None) => match std::fs::read(DEV_TOKEN_KEY_PATH) {
                 Ok(raw) => {
                     notes.push(format!("token key: {DEV_TOKEN_KEY_PATH}"));
+                    dev_set = true;
                     trim_line_end(raw)
                 }
                 Err(_) => {
@@ -117,10 +125,20 @@ impl BenchArgs {
         };
         let client_key = match &self.client_key {
             Some(path) => load_client_key(path)?,
+            None if dev_set && std::path::Path::new(DEV_CLIENT_KEY_PATH).exists() => {
+                notes.push(format!("client key: {DEV_CLIENT_KEY_PATH}"));
+                load_client_key(std::path::Path::new(DEV_CLIENT_KEY_PATH))?
+            }
             None => defaults.client_key,
         };
         let server_key = match &self.server_key_pub {
             Some(spec) => Some(load_server_key(spec)?),
+            None if dev_set && std::path::Path::new(DEV_SERVER_CERT_PATH).exists() => {
+                notes.push(format!(
+                    "server signatures verified with {DEV_SERVER_CERT_PATH}"
+                ));
+                Some(load_server_key(DEV_SERVER_CERT_PATH)?)
+            }
             None => {
                 if !self.unencrypted {
                     notes.push(

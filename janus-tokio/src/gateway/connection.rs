@@ -425,7 +425,7 @@ pub async fn serve_tcp(
     }
     let mut stream = stream;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stream.shutdown()).await;
-    info!(peer = %peer, reason = conn.closed.map_or("unknown", CloseReason::as_str), "connection closed");
+    debug!(peer = %peer, reason = conn.closed.map_or("unknown", CloseReason::as_str), "connection closed");
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -529,7 +529,7 @@ pub async fn serve_ws<S>(
     let _ = close_tx.send(conn.closed.unwrap_or(CloseReason::PeerClosed));
     drop(out_tx);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(3), writer).await;
-    info!(peer = %peer, reason = conn.closed.map_or("unknown", CloseReason::as_str), "websocket closed");
+    debug!(peer = %peer, reason = conn.closed.map_or("unknown", CloseReason::as_str), "websocket closed");
 }
 
 /// The frame a WebSocket message carries: its length prefix must fit inside the message;

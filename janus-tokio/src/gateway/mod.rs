@@ -21,6 +21,7 @@ pub mod mailbox;
 pub mod metrics;
 pub mod push;
 pub mod registry;
+pub mod settings;
 pub mod tunnel;
 
 use std::{

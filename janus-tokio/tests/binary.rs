@@ -1,0 +1,216 @@
+//! The `janus` binary itself: it runs on configs/local.yaml (demo backend in process), serves a
+//! client, and on SIGTERM logs the client out and exits 0; `check-config` and `keygen` work.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::TestClient;
+use janus_core::client::ClientConfig;
+use janus_core::handshake::ClientKeys;
+use janus_proto::message::{ScServerLogout, sc_server_logout::Code as LogoutCode};
+use janus_tokio::config::{Config, load_client_signing_key};
+use prost::Message as _;
+
+const JANUS: &str = env!("CARGO_BIN_EXE_janus");
+
+fn repo_file(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// configs/local.yaml with every port replaced by a free one.
+fn local_config_on_free_ports(dir: &std::path::Path) -> (std::path::PathBuf, u16, u16) {
+    let mut text = std::fs::read_to_string(repo_file("configs/local.yaml")).unwrap();
+    let tcp = free_port();
+    let http = free_port();
+    for (old, new) in [
+        ("7001", tcp),
+        ("7002", free_port()),
+        ("8100", http),
+        ("9100", free_port()),
+        ("17102", free_port()),
+    ] {
+        text = text.replace(&format!("127.0.0.1:{old}"), &format!("127.0.0.1:{new}"));
+    }
+    let path = dir.join("local.yaml");
+    std::fs::write(&path, text).unwrap();
+    (path, tcp, http)
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_on_the_local_config_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config_path, tcp, _http) = local_config_on_free_ports(dir.path());
+    let child = Command::new(JANUS)
+        .arg("--config")
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    wait_for_port(tcp);
+
+    // A client with the dev keys the local config uses.
+    let config = Config::load(&config_path).unwrap();
+    let client_key = load_client_signing_key(
+        &std::fs::read_to_string(repo_file("configs/dev/client.key.pem")).unwrap(),
+    )
+    .unwrap();
+    let keys = ClientKeys {
+        client_cert: client_key,
+        server_cert: Some(config.server_verifying_key().unwrap()),
+    };
+    let token_key = config.token_key().unwrap();
+    let token = janus_proto::gate::intra::v1::AuthToken {
+        rand: "sigterm1".into(),
+        color: "local".into(),
+        account_id: 4242,
+        server_id: 1,
+        timeout: common::now().unix_secs() + 600,
+        status: 1,
+        ..Default::default()
+    };
+    let client_config = ClientConfig::new(Some(keys), token_key.seal(&token, [7; 12]));
+    let mut c = TestClient::tcp_with(
+        format!("127.0.0.1:{tcp}").parse().unwrap(),
+        4242,
+        client_config,
+    )
+    .await;
+    let index = c.send(3, 1, 0, b"through the binary").await;
+    assert_eq!(&c.reply(index).await.data[..], b"through the binary");
+
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(running.0.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (closed, packets) = c.closed_after().await;
+    assert!(closed);
+    let logout = packets
+        .iter()
+        .find(|p| p.r#mod == 1 && p.seq == 4)
+        .expect("SCServerLogout before the close");
+    assert_eq!(
+        ScServerLogout::decode(logout.data.clone()).unwrap().code(),
+        LogoutCode::Server
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+}
+
+#[test]
+fn check_config_accepts_the_shipped_configs_and_names_bad_keys() {
+    let out = Command::new(JANUS)
+        .arg("check-config")
+        .arg(repo_file("configs/local.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    let text = std::fs::read_to_string(repo_file("configs/local.yaml"))
+        .unwrap()
+        .replace("  tcp:\n    addr:", "  tcp:\n    adr:");
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::new(JANUS)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("server.tcp") && stderr.contains("adr"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn keygen_makes_a_working_key_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("keys");
+    let out = Command::new(JANUS)
+        .arg("keygen")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "token.key",
+        "server.key.pem",
+        "server.cert.pem",
+        "client.key.pem",
+        "client.cert.pem",
+        "secret.yaml",
+    ] {
+        assert!(out_dir.join(f).exists(), "{f} missing");
+    }
+    // refuses to overwrite
+    let again = Command::new(JANUS)
+        .arg("keygen")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+}
