@@ -108,7 +108,7 @@ impl FrameDecoder {
 }
 
 /// Appends a frame holding `body` to `out`. Used for plaintext frames (the handshake); sealed frames
-/// are written in place by [`crate::crypto::PacketCipher::seal_frame`].
+/// are written in place by [`crate::crypto::PacketCipher::seal_message`].
 ///
 /// The length prefix is a signed int32, so a body over `i32::MAX` bytes cannot be framed.
 pub fn encode(body: &[u8], out: &mut BytesMut) -> Result<(), FrameError> {
