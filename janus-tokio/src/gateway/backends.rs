@@ -1,26 +1,27 @@
 //! Backends per tunnel kind: where a new tunnel goes (sticky route table, colour filter, smooth
 //! weighted round-robin), and the gRPC channels to reach them.
 //!
-//! The embedded default is a static list per kind from the config and an in-memory route table
-//! with the semantics of the Redis one (spec §4.1, §4.3): `GET`, then `SET NX` with a TTL on
-//! first placement, so an oid stays on its backend while the entry lives.
+//! The backend set of a kind is static from the config or replaced live by discovery
+//! ([`Backends::set`]); channels to backends that survive a change are kept, so their tunnels are
+//! not disturbed. The route table is in memory by default, with the semantics of the Redis one
+//! (spec §4.1, §4.3): `GET`, then `SET NX` with a TTL on first placement, so an oid stays on its
+//! backend while the entry lives. Placement is async and runs in the tunnel's own task: a slow
+//! route table never stalls a connection.
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::Mutex,
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
 
-use janus_core::route::{
-    Backend, BackendSet, Placement, RouteError, SmoothWrr, TunnelKind, place, settle,
-};
+use janus_core::route::{Backend, BackendSet, Placement, RouteError, SmoothWrr, place, settle};
 use tonic::transport::{Channel, Endpoint};
 
 /// HTTP/2 connections per backend: tunnels are spread over them by oid, so one slow stream's
 /// flow control cannot stall every other tunnel to that backend.
 pub const DEFAULT_CHANNELS_PER_BACKEND: usize = 4;
 
-/// A configured backend.
+/// A configured or discovered backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendSpec {
     /// `host:port` of its gRPC server.
@@ -42,66 +43,94 @@ pub enum PickError {
         addr: String,
         source: tonic::transport::Error,
     },
+    #[error("invalid backend set: {0}")]
+    Set(String),
+    #[error("route table: {0}")]
+    Table(String),
 }
 
-struct KindBackends {
-    set: BackendSet,
-    wrr: Mutex<SmoothWrr>,
-    /// One lazily connected channel group per backend, in set order.
-    channels: Vec<Vec<Channel>>,
+/// The sticky route table: `r_<service>_{<colour>}_{<oid>}` → backend address.
+pub trait RouteStore: Send + Sync + std::fmt::Debug {
+    /// The stored address, if any.
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<String>, PickError>>;
+    /// `SET key addr NX EX ttl`: whether it was written.
+    fn set_nx<'a>(
+        &'a self,
+        key: &'a str,
+        addr: &'a str,
+        ttl: Duration,
+    ) -> futures_util::future::BoxFuture<'a, Result<bool, PickError>>;
 }
 
-/// A route-table key: `(kind, colour, oid)`, as in `r_<kind service>_{<colour>}_{<oid>}`.
-type RouteKey = (String, String, i64);
-
-/// The in-memory route table: key → (backend address, expiry).
+/// The embedded route table.
 #[derive(Debug, Default)]
-struct MemoryRouteTable {
-    entries: Mutex<HashMap<RouteKey, (String, Instant)>>,
+pub struct MemoryRouteStore {
+    entries: Mutex<HashMap<String, (String, Instant)>>,
 }
 
-impl MemoryRouteTable {
-    fn get(&self, key: &RouteKey, now: Instant) -> Option<String> {
+impl RouteStore for MemoryRouteStore {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<String>, PickError>> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
+        let now = Instant::now();
+        let found = entries
             .get(key)
             .filter(|(_, expires)| *expires > now)
-            .map(|(addr, _)| addr.clone())
+            .map(|(addr, _)| addr.clone());
+        Box::pin(std::future::ready(Ok(found)))
     }
 
-    /// `SET key addr NX EX ttl`: whether we won, and what the entry holds afterwards.
-    fn set_nx(
-        &self,
-        key: (String, String, i64),
-        addr: &str,
+    fn set_nx<'a>(
+        &'a self,
+        key: &'a str,
+        addr: &'a str,
         ttl: Duration,
-        now: Instant,
-    ) -> (bool, String) {
+    ) -> futures_util::future::BoxFuture<'a, Result<bool, PickError>> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
         if entries.len() > 100_000 {
             entries.retain(|_, (_, expires)| *expires > now);
         }
-        match entries.get(&key) {
-            Some((existing, expires)) if *expires > now => (false, existing.clone()),
+        let won = match entries.get(key) {
+            Some((_, expires)) if *expires > now => false,
             _ => {
-                entries.insert(key, (addr.to_owned(), now + ttl));
-                (true, addr.to_owned())
+                entries.insert(key.to_owned(), (addr.to_owned(), now + ttl));
+                true
             }
-        }
+        };
+        Box::pin(std::future::ready(Ok(won)))
     }
+}
+
+/// One kind's backends at one moment.
+struct KindBackends {
+    set: BackendSet,
+    wrr: Mutex<SmoothWrr>,
+    /// Channel groups in set order (shared with earlier generations of the set).
+    channels: Vec<Arc<[Channel]>>,
 }
 
 /// Every kind's backends and the route table.
 pub struct Backends {
-    kinds: BTreeMap<String, KindBackends>,
-    table: MemoryRouteTable,
+    kinds: RwLock<BTreeMap<String, Arc<KindBackends>>>,
+    /// Channel groups by address, kept while the address is in some set.
+    channels: Mutex<HashMap<String, Arc<[Channel]>>>,
+    /// The route-table service name per kind (`roma.player.service`, ...), for the key.
+    services: BTreeMap<String, String>,
+    store: Arc<dyn RouteStore>,
     ttl: Duration,
+    connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for Backends {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Backends")
-            .field("kinds", &self.kinds.keys().collect::<Vec<_>>())
+            .field("kinds", &self.kinds().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -113,78 +142,167 @@ pub struct Picked {
     pub channel: Channel,
 }
 
+/// The route-table name of a kind's backend service: upstream's `roma.<kind>.service`.
+pub fn default_service_name(kind: &str) -> String {
+    format!("roma.{kind}.service")
+}
+
 impl Backends {
-    /// Channels are created lazily: nothing is dialled until a tunnel needs the backend.
+    /// Backends for each kind in `specs`, with an in-memory route table. Channels are lazy:
+    /// nothing is dialled until a tunnel needs the backend.
     pub fn new(
         specs: &BTreeMap<String, Vec<BackendSpec>>,
         ttl: Duration,
         connect_timeout: Duration,
     ) -> Result<Self, PickError> {
-        let mut kinds = BTreeMap::new();
-        for (kind, list) in specs {
-            let backends: Vec<Backend> = list
-                .iter()
-                .map(|b| Backend {
-                    addr: b.addr.clone(),
-                    weight: b.weight,
-                    color: b.color.clone(),
-                })
-                .collect();
-            let set = BackendSet::new(backends).map_err(|e| {
-                PickError::Route(RouteError::NoBackend {
-                    color: e.to_string(),
-                })
-            })?;
-            let mut channels = Vec::with_capacity(list.len());
-            for b in list {
-                let endpoint = Endpoint::from_shared(format!("http://{}", b.addr))
-                    .map_err(|source| PickError::Endpoint {
-                        addr: b.addr.clone(),
-                        source,
-                    })?
-                    .connect_timeout(connect_timeout)
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(20))
-                    .keep_alive_timeout(Duration::from_secs(10));
-                channels.push(
-                    (0..DEFAULT_CHANNELS_PER_BACKEND)
-                        .map(|_| endpoint.connect_lazy())
-                        .collect(),
-                );
-            }
-            let wrr = Mutex::new(SmoothWrr::new(&set));
-            kinds.insert(kind.clone(), KindBackends { set, wrr, channels });
-        }
-        Ok(Self {
-            kinds,
-            table: MemoryRouteTable::default(),
+        Self::with_store(
+            specs,
             ttl,
-        })
+            connect_timeout,
+            Arc::new(MemoryRouteStore::default()),
+            BTreeMap::new(),
+        )
     }
 
-    /// Chooses the backend for a new tunnel of `kind` (its configured name) to `oid` for a session
-    /// of `color`: the route table's entry if it names an available backend, else a smooth
-    /// weighted round-robin pick written with SETNX semantics.
-    pub fn pick(&self, kind: &str, color: &str, oid: i64) -> Result<Picked, PickError> {
-        let kb = self
-            .kinds
+    /// Backends with the given route table and per-kind service names (default
+    /// `roma.<kind>.service`).
+    pub fn with_store(
+        specs: &BTreeMap<String, Vec<BackendSpec>>,
+        ttl: Duration,
+        connect_timeout: Duration,
+        store: Arc<dyn RouteStore>,
+        services: BTreeMap<String, String>,
+    ) -> Result<Self, PickError> {
+        let backends = Self {
+            kinds: RwLock::new(BTreeMap::new()),
+            channels: Mutex::new(HashMap::new()),
+            services,
+            store,
+            ttl,
+            connect_timeout,
+        };
+        for (kind, list) in specs {
+            backends.set(kind, list)?;
+        }
+        Ok(backends)
+    }
+
+    fn channel_group(&self, addr: &str) -> Result<Arc<[Channel]>, PickError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(group) = channels.get(addr) {
+            return Ok(Arc::clone(group));
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|source| PickError::Endpoint {
+                addr: addr.to_owned(),
+                source,
+            })?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10));
+        let group: Arc<[Channel]> = (0..DEFAULT_CHANNELS_PER_BACKEND)
+            .map(|_| endpoint.connect_lazy())
+            .collect();
+        channels.insert(addr.to_owned(), Arc::clone(&group));
+        Ok(group)
+    }
+
+    /// Replaces the backends of `kind`. Backends that stay keep their channels (their tunnels are
+    /// undisturbed) and their round-robin position; tunnels to removed backends end when those
+    /// backends close them.
+    pub fn set(&self, kind: &str, specs: &[BackendSpec]) -> Result<(), PickError> {
+        let list: Vec<Backend> = specs
+            .iter()
+            .map(|b| Backend {
+                addr: b.addr.clone(),
+                weight: b.weight,
+                color: b.color.clone(),
+            })
+            .collect();
+        let set = BackendSet::new(list).map_err(|e| PickError::Set(e.to_string()))?;
+        let channels = specs
+            .iter()
+            .map(|b| self.channel_group(&b.addr))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut kinds = self.kinds.write().unwrap_or_else(|p| p.into_inner());
+        let wrr = match kinds.get(kind) {
+            Some(old) => {
+                let mut wrr = old.wrr.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                wrr.rebuild(&old.set, &set);
+                wrr
+            }
+            None => SmoothWrr::new(&set),
+        };
+        kinds.insert(
+            kind.to_owned(),
+            Arc::new(KindBackends {
+                set,
+                wrr: Mutex::new(wrr),
+                channels,
+            }),
+        );
+        // Forget channel groups no set uses any more.
+        let live: std::collections::HashSet<String> = kinds
+            .values()
+            .flat_map(|k| k.set.backends().iter().map(|b| b.addr.clone()))
+            .collect();
+        drop(kinds);
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|addr, _| live.contains(addr));
+        Ok(())
+    }
+
+    /// The route-table key of `oid` of `kind` for `color`.
+    pub fn route_key(&self, kind: &str, color: &str, oid: i64) -> String {
+        let service = self
+            .services
             .get(kind)
-            .ok_or_else(|| PickError::UnknownKind(kind.to_owned()))?;
-        let candidates = kb.set.candidates_for(color);
-        let key = (kind.to_owned(), color.to_owned(), oid);
-        let now = Instant::now();
-        let sticky = self.table.get(&key, now);
-        let placement = place(sticky.as_deref(), &candidates, |c| {
-            kb.wrr.lock().unwrap_or_else(|p| p.into_inner()).pick(c)
-        })?;
-        let index = match placement {
-            Placement::Sticky(i) => i,
-            Placement::New(i) => {
-                let addr = kb.set.get(i).map(|b| b.addr.clone()).unwrap_or_default();
-                let (won, stored) = self.table.set_nx(key, &addr, self.ttl, now);
-                settle(i, won, Some(&stored), &candidates)?
+            .cloned()
+            .unwrap_or_else(|| default_service_name(kind));
+        format!("r_{service}_{{{color}}}_{{{oid}}}")
+    }
+
+    /// Chooses the backend for a new tunnel of `kind` to `oid` for a session of `color`: the route
+    /// table's entry if it names an available backend, else a smooth weighted round-robin pick
+    /// written with SETNX semantics (losing the race means using the winner's choice).
+    pub async fn pick(&self, kind: &str, color: &str, oid: i64) -> Result<Picked, PickError> {
+        let kb = {
+            let kinds = self.kinds.read().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(
+                kinds
+                    .get(kind)
+                    .ok_or_else(|| PickError::UnknownKind(kind.to_owned()))?,
+            )
+        };
+        let key = self.route_key(kind, color, oid);
+        let sticky = self.store.get(&key).await?;
+        let index = {
+            let candidates = kb.set.candidates_for(color);
+            let placement = place(sticky.as_deref(), &candidates, |c| {
+                kb.wrr.lock().unwrap_or_else(|p| p.into_inner()).pick(c)
+            })?;
+            match placement {
+                Placement::Sticky(i) => Some(i),
+                Placement::New(i) => {
+                    drop(candidates);
+                    let addr = kb.set.get(i).map(|b| b.addr.clone()).unwrap_or_default();
+                    let won = self.store.set_nx(&key, &addr, self.ttl).await?;
+                    let stored = if won {
+                        Some(addr)
+                    } else {
+                        self.store.get(&key).await?
+                    };
+                    let candidates = kb.set.candidates_for(color);
+                    Some(settle(i, won, stored.as_deref(), &candidates)?)
+                }
             }
         };
+        let index = index.ok_or(RouteError::NoBackend {
+            color: color.to_owned(),
+        })?;
         let backend = kb.set.get(index).ok_or(RouteError::NoBackend {
             color: color.to_owned(),
         })?;
@@ -203,20 +321,11 @@ impl Backends {
         })
     }
 
-    /// Whether `kind` has any configured backend.
-    pub fn has_kind(&self, kind: &str) -> bool {
-        self.kinds.contains_key(kind)
-    }
-
     /// The configured kinds.
-    pub fn kinds(&self) -> impl Iterator<Item = &str> {
-        self.kinds.keys().map(String::as_str)
+    pub fn kinds(&self) -> impl Iterator<Item = String> {
+        let kinds = self.kinds.read().unwrap_or_else(|p| p.into_inner());
+        kinds.keys().cloned().collect::<Vec<_>>().into_iter()
     }
-}
-
-/// The kind name the core's route table uses for `kind` (player, room, or a configured one).
-pub fn kind_name(routes: &janus_core::route::RouteTable, kind: TunnelKind) -> &str {
-    routes.kind_name(kind)
 }
 
 #[cfg(test)]
@@ -243,13 +352,17 @@ mod tests {
             ],
         );
         let b = Backends::new(&specs, Duration::from_secs(60), Duration::from_secs(1)).unwrap();
-        let first = b.pick("player", "red", 7).unwrap().addr;
+        let first = b.pick("player", "red", 7).await.unwrap().addr;
         for _ in 0..10 {
-            assert_eq!(b.pick("player", "red", 7).unwrap().addr, first, "sticky");
+            assert_eq!(
+                b.pick("player", "red", 7).await.unwrap().addr,
+                first,
+                "sticky"
+            );
         }
         let mut blue = std::collections::HashSet::new();
         for oid in 0..20 {
-            blue.insert(b.pick("player", "blue", oid).unwrap().addr);
+            blue.insert(b.pick("player", "blue", oid).await.unwrap().addr);
         }
         assert!(
             !blue.contains("127.0.0.1:3"),
@@ -257,8 +370,44 @@ mod tests {
         );
         assert_eq!(blue.len(), 2);
         assert!(matches!(
-            b.pick("room", "red", 1),
+            b.pick("room", "red", 1).await,
             Err(PickError::UnknownKind(_))
         ));
+        assert_eq!(
+            b.route_key("player", "local", 10001),
+            "r_roma.player.service_{local}_{10001}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_live_change_keeps_surviving_backends_and_their_sticky_oids() {
+        let mut specs = BTreeMap::new();
+        specs.insert(
+            "room".to_owned(),
+            vec![spec("127.0.0.1:1", 1, None), spec("127.0.0.1:2", 1, None)],
+        );
+        let b = Backends::new(&specs, Duration::from_secs(60), Duration::from_secs(1)).unwrap();
+        let mut placed = BTreeMap::new();
+        for oid in 0..10 {
+            placed.insert(oid, b.pick("room", "c", oid).await.unwrap().addr);
+        }
+        // backend 2 goes away, backend 3 arrives
+        b.set(
+            "room",
+            &[spec("127.0.0.1:1", 1, None), spec("127.0.0.1:3", 1, None)],
+        )
+        .unwrap();
+        for (oid, addr) in &placed {
+            let now = b.pick("room", "c", *oid).await;
+            if addr == "127.0.0.1:1" {
+                assert_eq!(&now.unwrap().addr, addr, "oids on a surviving backend stay");
+            } else {
+                // its sticky entry names a backend that is gone: SETNX loses to the stale entry,
+                // which is no candidate -> the spec's error until the entry expires
+                assert!(now.is_err());
+            }
+        }
+        let fresh = b.pick("room", "c", 999).await.unwrap().addr;
+        assert!(fresh == "127.0.0.1:1" || fresh == "127.0.0.1:3");
     }
 }

@@ -31,7 +31,7 @@ use tokio_tungstenite::{
         protocol::{CloseFrame, frame::coding::CloseCode},
     },
 };
-use tracing::{debug, info};
+use tracing::debug;
 
 use super::{
     Shared, clock, mailbox,
@@ -197,30 +197,21 @@ impl Conn {
         };
         let routes = &self.shared.core.routes;
         let kind = routes.kind_name(key.kind).to_owned();
-        let picked = match self.shared.backends.pick(&kind, &identity.color, key.oid) {
-            Ok(picked) => picked,
-            Err(e) => {
-                info!(uid = identity.uid, kind = %kind, oid = key.oid, error = %e, "no backend for tunnel");
-                let metrics = &self.shared.metrics;
-                metrics.inc(&metrics.tunnel_no_backend);
-                // Answers the request about to be forwarded with an error; the session goes on.
-                self.session.handle_tunnel_closed(clock::now(), key);
-                return;
-            }
-        };
         self.next_generation += 1;
         let meta = TunnelMeta {
             oid: key.oid,
             uid: identity.uid,
             sid: identity.sid,
             status: identity.status,
-            color: identity.color.clone(),
+            color: identity.color,
             client_ip: self.peer.to_string(),
             referer: format!("{}#{}", self.shared.endpoint, self.wid),
         };
+        // The backend is chosen inside the tunnel's task (the route table may be Redis); if none
+        // can be, the tunnel ends at once and the pending request is answered with an error.
         let tx = tunnel::spawn(
-            picked.channel,
-            &kind,
+            Arc::clone(&self.shared),
+            kind,
             routes.oid_rule(key.kind),
             key,
             self.next_generation,

@@ -159,7 +159,7 @@ impl Gateway {
             settings.connect_timeout,
         )?;
         for kind in backends.kinds() {
-            if settings.core.routes.kind_by_name(kind).is_none() {
+            if settings.core.routes.kind_by_name(&kind).is_none() {
                 warn!(
                     kind,
                     "backends configured for a tunnel kind no module routes to"

@@ -23,7 +23,9 @@ use tonic::{
 };
 use tracing::{debug, info};
 
-use super::{connection::ConnCmd, mailbox};
+use std::sync::Arc;
+
+use super::{Shared, connection::ConnCmd, mailbox};
 
 /// Requests queued per tunnel before the session is closed for flooding it (upstream: 1024,
 /// blocking).
@@ -72,10 +74,11 @@ pub fn tunnel_path(kind: &str) -> String {
     format!("/{kind}.intra.v1.TunnelService/Tunnel")
 }
 
-/// Starts the tunnel task and returns the sender for its requests.
+/// Starts the tunnel task and returns the sender for its requests. The task chooses the backend
+/// first (route table, colour, round-robin), then opens the stream.
 pub fn spawn(
-    channel: Channel,
-    kind: &str,
+    shared: Arc<Shared>,
+    kind: String,
     rule: OidRule,
     key: TunnelKey,
     generation: u64,
@@ -83,7 +86,6 @@ pub fn spawn(
     conn: mailbox::Sender<ConnCmd>,
 ) -> mpsc::Sender<TunnelMessage> {
     let (tx, rx) = mpsc::channel(TUNNEL_QUEUE);
-    let path = tunnel_path(kind);
     // Player-like kinds use the player message layout; object kinds (room, ...) the room one,
     // which carries the KCP conn/frag fields.
     match rule {
@@ -91,21 +93,21 @@ pub fn spawn(
             tokio::spawn(run::<
                 player::intra::v1::TunnelRequest,
                 player::intra::v1::TunnelResponse,
-            >(channel, path, key, generation, meta, rx, conn));
+            >(shared, kind, key, generation, meta, rx, conn));
         }
         _ => {
             tokio::spawn(run::<
                 room::intra::v1::TunnelRequest,
                 room::intra::v1::TunnelResponse,
-            >(channel, path, key, generation, meta, rx, conn));
+            >(shared, kind, key, generation, meta, rx, conn));
         }
     }
     tx
 }
 
 async fn run<Req, Resp>(
-    channel: Channel,
-    path: String,
+    shared: Arc<Shared>,
+    kind: String,
     key: TunnelKey,
     generation: u64,
     meta: TunnelMeta,
@@ -115,11 +117,31 @@ async fn run<Req, Resp>(
     Req: prost::Message + From<TunnelMessage> + Send + 'static,
     Resp: prost::Message + Default + Into<TunnelMessage> + Send + 'static,
 {
-    let failed = match stream::<Req, Resp>(channel, &path, key, generation, &meta, rx, &conn).await
-    {
-        Ok(()) => false,
-        Err(status) => {
-            info!(?key, code = ?status.code(), message = status.message(), "tunnel ended with an error");
+    let picked = tokio::select! {
+        picked = tokio::time::timeout(OPEN_TIMEOUT, shared.backends.pick(&kind, &meta.color, key.oid)) => picked,
+        () = conn.closed() => return,
+    };
+    let failed = match picked {
+        Ok(Ok(picked)) => {
+            let path = tunnel_path(&kind);
+            match stream::<Req, Resp>(picked.channel, &path, key, generation, &meta, rx, &conn)
+                .await
+            {
+                Ok(()) => false,
+                Err(status) => {
+                    info!(?key, backend = %picked.addr, code = ?status.code(), message = status.message(), "tunnel ended with an error");
+                    true
+                }
+            }
+        }
+        Ok(Err(e)) => {
+            info!(uid = meta.uid, kind = %kind, oid = key.oid, error = %e, "no backend for tunnel");
+            shared.metrics.inc(&shared.metrics.tunnel_no_backend);
+            true
+        }
+        Err(_) => {
+            info!(uid = meta.uid, kind = %kind, oid = key.oid, "choosing a backend timed out");
+            shared.metrics.inc(&shared.metrics.tunnel_no_backend);
             true
         }
     };
