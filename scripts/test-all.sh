@@ -15,6 +15,21 @@ step "toolchain"
 cargo --version
 if ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then rustup component add clippy rustfmt; fi
 
+step "system packages (protoc for etcd-client; redis-server and etcd for the cluster tests)"
+need=()
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+fi
+protoc --version
+redis-server --version
+etcd --version | head -n 1
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
