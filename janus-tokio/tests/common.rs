@@ -83,6 +83,10 @@ pub fn settings(backend: SocketAddr) -> GatewaySettings {
         admission: Default::default(),
         shutdown_grace: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(1),
+        redis: None,
+        service: "janus.gate.interface".into(),
+        gate_ttl: Duration::from_secs(600),
+        etcd: None,
     }
 }
 

@@ -618,6 +618,10 @@ pub struct Etcd {
     pub username: String,
     /// Default `""`.
     pub password: String,
+    /// Tunnel kind → the backend service discovered for it under `/microservices/<service>/`.
+    /// Default `player: roma.player.service`, `room: roma.room.service`. A kind listed here gets
+    /// its backends from etcd (replacing any static `backends.<kind>`).
+    pub services: BTreeMap<String, String>,
 }
 
 impl Default for Etcd {
@@ -626,6 +630,13 @@ impl Default for Etcd {
             endpoints: vec!["127.0.0.1:2379".into()],
             username: String::new(),
             password: String::new(),
+            services: [
+                ("player", "roma.player.service"),
+                ("room", "roma.room.service"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
         }
     }
 }
@@ -636,6 +647,7 @@ impl fmt::Debug for Etcd {
             .field("endpoints", &self.endpoints)
             .field("username", &self.username)
             .field("password", &redacted(&self.password))
+            .field("services", &self.services)
             .finish()
     }
 }

@@ -187,6 +187,9 @@ impl Conn {
                     .try_send(ConnCmd::Close(CloseReason::ConflictingLogin));
             }
         }
+        if let Some(gate) = &self.shared.gate {
+            gate.login(&self.shared, identity.uid, &identity.color);
+        }
         debug!(peer = %self.peer, uid = identity.uid, sid = identity.sid, color = %identity.color, "authenticated");
         self.uid = Some(identity.uid);
     }
@@ -324,7 +327,11 @@ impl Drop for Conn {
         metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
         if let Some(uid) = self.uid {
             metrics.sessions_open.fetch_sub(1, Ordering::Relaxed);
-            self.shared.registry.remove(uid, self.conn_id);
+            if let Some(handle) = self.shared.registry.remove(uid, self.conn_id) {
+                if let Some(gate) = &self.shared.gate {
+                    gate.logout(&self.shared, uid, &handle.color);
+                }
+            }
         }
         metrics
             .tunnels_open

@@ -66,6 +66,7 @@ pub struct Metrics {
     pub push_delivered: AtomicU64,
     pub push_dropped: AtomicU64,
     pub kicks_conflicting_login: AtomicU64,
+    pub redis_errors: AtomicU64,
 }
 
 fn inc(counter: &AtomicU64) {
@@ -226,6 +227,12 @@ impl Metrics {
             "janus_push_dropped_total",
             "Push packets dropped: the session's queue was full (it is closed as a slow consumer).",
             &[("", get(&self.push_dropped))],
+        );
+        counter(
+            &mut out,
+            "janus_redis_errors_total",
+            "Redis operations that failed (the gateway keeps serving; see the gate module).",
+            &[("", get(&self.redis_errors))],
         );
         counter(
             &mut out,

@@ -17,6 +17,9 @@ pub mod admin;
 pub mod backends;
 pub mod clock;
 pub mod connection;
+#[cfg(feature = "etcd")]
+pub mod discovery;
+pub mod gate;
 pub mod mailbox;
 pub mod metrics;
 pub mod push;
@@ -84,6 +87,32 @@ pub struct GatewaySettings {
     pub shutdown_grace: Duration,
     /// Backend connect timeout.
     pub connect_timeout: Duration,
+    /// Redis (`data.redis`): route tables and pushes between gateways. `None` keeps the tables
+    /// in memory.
+    pub redis: Option<crate::cluster::redis::RedisConfig>,
+    /// `label.service`: the gate table's name.
+    pub service: String,
+    /// TTL of gate-table entries (`data.gateway_route_table_alive_duration`).
+    pub gate_ttl: Duration,
+    /// etcd registration and discovery (needs the `etcd` feature). `None` keeps the backends
+    /// static.
+    pub etcd: Option<EtcdSettings>,
+}
+
+/// etcd settings, resolved from the config.
+#[derive(Debug, Clone)]
+pub struct EtcdSettings {
+    pub endpoints: Vec<String>,
+    pub username: String,
+    pub password: String,
+    /// Tunnel kind → discovered backend service (`roma.player.service`, ...).
+    pub services: BTreeMap<String, String>,
+    /// What this gateway registers as: `label.service`, `label.version`, `label.profile`,
+    /// `label.color` (also the colour of the backends it discovers).
+    pub name: String,
+    pub version: String,
+    pub profile: String,
+    pub color: String,
 }
 
 /// State shared by every task of a gateway.
@@ -93,6 +122,8 @@ pub struct Shared {
     pub registry: Registry,
     pub backends: Backends,
     pub metrics: Metrics,
+    /// The Redis gate table, in cluster mode.
+    pub gate: Option<Arc<gate::GateTable>>,
     admission: Mutex<Admission>,
     /// The advertised gRPC endpoint: the gateway's identity in referers and route tables.
     pub endpoint: String,
@@ -140,6 +171,8 @@ pub struct Gateway {
     stop_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     grace: Duration,
+    #[cfg(feature = "etcd")]
+    registration: Option<crate::cluster::etcd::Registration>,
 }
 
 impl Gateway {
@@ -153,11 +186,38 @@ impl Gateway {
             .advertise
             .clone()
             .unwrap_or_else(|| advertised_endpoint(grpc_addr));
-        let backends = Backends::new(
-            &settings.backends,
-            settings.route_ttl,
-            settings.connect_timeout,
-        )?;
+        // Redis, when configured, must answer at start-up (a misconfiguration should stop the
+        // gateway, not degrade it silently); afterwards an outage only degrades it.
+        let tables = match &settings.redis {
+            Some(cfg) => Some(
+                crate::cluster::redis::RedisTables::connect(cfg)
+                    .await
+                    .with_context(|| format!("connecting to Redis at {}", cfg.addr))?,
+            ),
+            None => None,
+        };
+        let backends = match &tables {
+            Some(tables) => Backends::with_store(
+                &settings.backends,
+                settings.route_ttl,
+                settings.connect_timeout,
+                Arc::new(RedisRouteStore(tables.clone())),
+                BTreeMap::new(),
+            )?,
+            None => Backends::new(
+                &settings.backends,
+                settings.route_ttl,
+                settings.connect_timeout,
+            )?,
+        };
+        let gate = tables.clone().map(|tables| {
+            Arc::new(gate::GateTable {
+                tables,
+                service: settings.service.clone(),
+                endpoint: endpoint.clone(),
+                ttl: settings.gate_ttl,
+            })
+        });
         for kind in backends.kinds() {
             if settings.core.routes.kind_by_name(&kind).is_none() {
                 warn!(
@@ -173,6 +233,7 @@ impl Gateway {
             registry: Registry::default(),
             backends,
             metrics: Metrics::default(),
+            gate: gate.clone(),
             admission: Mutex::new(Admission::new(settings.admission)),
             endpoint,
             next_conn_id: AtomicU64::new(1),
@@ -234,6 +295,33 @@ impl Gateway {
                 stop_rx.clone(),
             )));
         }
+        if let (Some(gate), Some(cfg)) = (&gate, &settings.redis) {
+            let (push_tx, push_rx) = tokio::sync::mpsc::channel(1024);
+            let (up_tx, up_rx) = watch::channel(false);
+            let channels = vec![
+                shared.endpoint.clone(),
+                crate::cluster::redis::BROADCAST_CHANNEL.to_owned(),
+            ];
+            let mut stop = stop_rx.clone();
+            tasks.push(tokio::spawn(crate::cluster::redis::run_subscriber(
+                cfg.clone(),
+                channels,
+                push_tx,
+                up_tx,
+                async move {
+                    until_true(&mut stop).await;
+                },
+            )));
+            tasks.push(tokio::spawn(gate::deliver_loop(
+                Arc::clone(&shared),
+                push_rx,
+            )));
+            tasks.push(tokio::spawn(Arc::clone(gate).renew_loop(
+                Arc::clone(&shared),
+                up_rx,
+                stop_rx.clone(),
+            )));
+        }
         let pusher = push::Pusher {
             shared: Arc::clone(&shared),
         };
@@ -251,6 +339,20 @@ impl Gateway {
             }
         }));
         info!(tcp = ?addrs.tcp, ws = ?addrs.ws, http = ?addrs.http, grpc = %addrs.grpc, endpoint = %shared.endpoint, "gateway started");
+        #[cfg(feature = "etcd")]
+        let registration = match &settings.etcd {
+            Some(etcd) => {
+                let ws_path = settings.ws.as_ref().map_or("/ws", |w| w.path.as_str());
+                Some(discovery::start(&shared, etcd, &addrs, ws_path, &stop_rx, &mut tasks).await?)
+            }
+            None => None,
+        };
+        #[cfg(not(feature = "etcd"))]
+        if settings.etcd.is_some() {
+            anyhow::bail!(
+                "the configuration has an etcd section, but this janus was built without the `etcd` feature"
+            );
+        }
         Ok(Gateway {
             shared,
             addrs,
@@ -258,6 +360,8 @@ impl Gateway {
             stop_tx,
             tasks,
             grace: settings.shutdown_grace,
+            #[cfg(feature = "etcd")]
+            registration,
         })
     }
 
@@ -284,8 +388,16 @@ impl Gateway {
     /// Graceful shutdown: stop accepting, drain every session (in-flight replies reach the
     /// clients, then `SCServerLogout{Server}`), wait up to the grace period, stop the servers.
     /// Returns how many connections were still open when the grace period ran out.
-    pub async fn shutdown(self) -> usize {
+    #[cfg_attr(not(feature = "etcd"), allow(unused_mut))]
+    pub async fn shutdown(mut self) -> usize {
         info!("shutting down: draining sessions");
+        // Out of the registry first, so no new traffic is sent here while draining.
+        #[cfg(feature = "etcd")]
+        if let Some(registration) = self.registration.take() {
+            if let Err(e) = registration.deregister().await {
+                warn!(error = %e, "deregistering from etcd failed (the lease will expire)");
+            }
+        }
         self.shared.draining.store(true, Ordering::Relaxed);
         let _ = self.drain_tx.send(true);
         let deadline = tokio::time::Instant::now() + self.grace;
@@ -307,6 +419,38 @@ impl Gateway {
         }
         info!("gateway stopped");
         left
+    }
+}
+
+/// The sticky route table in Redis (`r_<service>_{<colour>}_{<oid>}`, spec §4.1).
+#[derive(Debug)]
+struct RedisRouteStore(crate::cluster::redis::RedisTables);
+
+impl backends::RouteStore for RedisRouteStore {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<String>, backends::PickError>> {
+        Box::pin(async move {
+            self.0
+                .get(key)
+                .await
+                .map_err(|e| backends::PickError::Table(e.to_string()))
+        })
+    }
+
+    fn set_nx<'a>(
+        &'a self,
+        key: &'a str,
+        addr: &'a str,
+        ttl: Duration,
+    ) -> futures_util::future::BoxFuture<'a, Result<bool, backends::PickError>> {
+        Box::pin(async move {
+            self.0
+                .set_nx_ex(key, addr, ttl)
+                .await
+                .map_err(|e| backends::PickError::Table(e.to_string()))
+        })
     }
 }
 

@@ -69,12 +69,22 @@ impl Registry {
         lock(self.shard(uid)).insert(uid, handle)
     }
 
-    /// Removes `uid` if it still belongs to connection `conn_id`.
-    pub fn remove(&self, uid: i64, conn_id: u64) {
+    /// Removes `uid` if it still belongs to connection `conn_id`, returning its handle.
+    pub fn remove(&self, uid: i64, conn_id: u64) -> Option<ConnHandle> {
         let mut shard = lock(self.shard(uid));
         if shard.get(&uid).is_some_and(|h| h.conn_id == conn_id) {
-            shard.remove(&uid);
+            return shard.remove(&uid);
         }
+        None
+    }
+
+    /// Every registered session (snapshot).
+    pub fn entries(&self) -> Vec<(i64, ConnHandle)> {
+        let mut out = Vec::with_capacity(self.len());
+        for shard in &self.shards {
+            out.extend(lock(shard).iter().map(|(uid, h)| (*uid, h.clone())));
+        }
+        out
     }
 
     /// The connection of `uid`.

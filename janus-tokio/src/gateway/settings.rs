@@ -67,6 +67,28 @@ impl GatewaySettings {
             route_ttl: config.data.app_route_table_alive_duration,
             admission: config.admission_config(),
             shutdown_grace: config.limits.shutdown_grace,
+            redis: config
+                .data
+                .redis
+                .as_ref()
+                .map(|r| crate::cluster::redis::RedisConfig {
+                    addr: r.addr.clone(),
+                    password: r.password.clone(),
+                    dial_timeout: r.dial_timeout,
+                    io_timeout: r.read_timeout.max(r.write_timeout),
+                }),
+            service: config.label.service.clone(),
+            gate_ttl: config.data.gateway_route_table_alive_duration,
+            etcd: config.etcd.as_ref().map(|e| super::EtcdSettings {
+                endpoints: e.endpoints.clone(),
+                username: e.username.clone(),
+                password: e.password.clone(),
+                services: e.services.clone(),
+                name: config.label.service.clone(),
+                version: config.label.version.clone(),
+                profile: config.label.profile.clone(),
+                color: config.label.color.clone(),
+            }),
             connect_timeout: CONNECT_TIMEOUT,
         })
     }

@@ -1,0 +1,243 @@
+//! Cluster state in Redis: the gate table (uid → the gateway holding the session), kicks across
+//! gateways, and pushes published by backends (spec §4.1, §5.2).
+//!
+//! * **Login**: `SET r_<label.service>_{<colour>}_{<uid>} <endpoint> EX ttl GET`. If the previous
+//!   owner was another gateway, a `PushMessage` carrying `SCServerLogout{ConflictingLogin}` for
+//!   that uid is published on that gateway's channel: a Janus gateway closes the session at once
+//!   (upstream only noticed at its next renewal, up to 5 minutes later); a Go gateway passes the
+//!   logout to the client.
+//! * **Renewal**: every TTL/2, one pipelined compare-and-expire for every live session. An entry
+//!   that is missing (Redis restarted, or was down) is written again; one that names another
+//!   gateway means the uid logged in elsewhere and the local session is kicked.
+//! * **Logout**: compare-and-delete (upstream leaves the key to expire).
+//! * **Pushes**: the subscriber delivers `PushMessage`s from this gateway's endpoint channel and
+//!   `gate.broadcast.message`. A message with the `broadcast` flag, or with no uids (how the Go
+//!   broadcaster sends broadcasts), goes to every session of its colour and sid.
+//!
+//! Redis is never on a connection's path: these run in their own tasks, and a login while Redis
+//! is down **fails open** (the session is served; the renewal loop writes the entry once Redis
+//! is back). Failures are counted (`janus_redis_errors_total`).
+
+use std::{sync::Arc, sync::atomic::Ordering, time::Duration};
+
+use janus_core::CloseReason;
+use janus_proto::{
+    broadcaster::service::push::v1::{PushBody, PushMessage},
+    message::{ScServerLogout, sc_server_logout::Code as LogoutCode},
+};
+use prost::Message as _;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use super::{Shared, connection::ConnCmd, push::push_packet, registry::Registry};
+use crate::cluster::redis::{RedisTables, route_key};
+
+/// Sessions renewed per pipelined round trip.
+const RENEW_BATCH: usize = 512;
+
+/// The gate table of this gateway.
+#[derive(Debug)]
+pub struct GateTable {
+    pub tables: RedisTables,
+    /// `label.service`: the table's name.
+    pub service: String,
+    /// This gateway's endpoint: the value, and its push channel.
+    pub endpoint: String,
+    pub ttl: Duration,
+}
+
+fn logout_body(code: LogoutCode) -> PushBody {
+    PushBody {
+        data: ScServerLogout { code: code as i32 }.encode_to_vec().into(),
+        r#mod: 1,
+        seq: 4,
+        ..Default::default()
+    }
+}
+
+/// Whether a pushed body is the cross-gateway kick.
+fn is_kick(body: &PushBody) -> bool {
+    body.r#mod == 1
+        && body.seq == 4
+        && ScServerLogout::decode(body.data.clone())
+            .is_ok_and(|l| l.code() == LogoutCode::ConflictingLogin)
+}
+
+impl GateTable {
+    fn key(&self, color: &str, uid: i64) -> String {
+        route_key(&self.service, color, uid)
+    }
+
+    /// Records a login (in its own task).
+    pub fn login(self: &Arc<Self>, shared: &Arc<Shared>, uid: i64, color: &str) {
+        let this = Arc::clone(self);
+        let shared = Arc::clone(shared);
+        let key = self.key(color, uid);
+        tokio::spawn(async move {
+            match this.tables.set_ex_get(&key, &this.endpoint, this.ttl).await {
+                Ok(Some(previous)) if previous != this.endpoint => {
+                    debug!(uid, %previous, "uid was held by another gateway: kicking it there");
+                    let kick = PushMessage {
+                        bodies: vec![logout_body(LogoutCode::ConflictingLogin)],
+                        uids: vec![uid],
+                        ..Default::default()
+                    };
+                    if let Err(e) = this.tables.publish(&previous, &kick).await {
+                        warn!(uid, %previous, error = %e, "could not publish the kick");
+                        shared.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // Fail open: serve the session; the renewal loop writes the entry later.
+                    debug!(uid, error = %e, "gate table write failed");
+                    shared.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+
+    /// Removes a session's entry if it is still ours (in its own task).
+    pub fn logout(self: &Arc<Self>, shared: &Arc<Shared>, uid: i64, color: &str) {
+        let this = Arc::clone(self);
+        let shared = Arc::clone(shared);
+        let key = self.key(color, uid);
+        tokio::spawn(async move {
+            if this
+                .tables
+                .delete_if_same(&key, &this.endpoint)
+                .await
+                .is_err()
+            {
+                shared.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    /// Renews every live session's entry each TTL/2 (and right after Redis comes back).
+    pub async fn renew_loop(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        mut redis_up: watch::Receiver<bool>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let period = (self.ttl / 2).max(Duration::from_secs(1));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                // Redis came back: re-assert at once rather than at the next tick.
+                Ok(()) = redis_up.changed() => {
+                    if !*redis_up.borrow_and_update() {
+                        continue;
+                    }
+                    info!("redis is back: re-asserting the gate table");
+                }
+                () = super::until_true(&mut stop) => return,
+            }
+            self.renew_once(&shared).await;
+        }
+    }
+
+    async fn renew_once(&self, shared: &Shared) {
+        let sessions = shared.registry.entries();
+        for chunk in sessions.chunks(RENEW_BATCH) {
+            let entries: Vec<(String, String)> = chunk
+                .iter()
+                .map(|(uid, h)| (self.key(&h.color, *uid), self.endpoint.clone()))
+                .collect();
+            let renewed = match self.tables.expire_many_if_same(&entries, self.ttl).await {
+                Ok(r) => r,
+                Err(e) => {
+                    debug!(error = %e, "gate table renewal failed");
+                    shared.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+            for ((uid, handle), ((key, _), ok)) in chunk.iter().zip(entries.iter().zip(renewed)) {
+                if ok {
+                    continue;
+                }
+                match self.tables.get(key).await {
+                    // Missing (Redis restarted or lost it): ours again.
+                    Ok(None) => {
+                        if self
+                            .tables
+                            .set_nx_ex(key, &self.endpoint, self.ttl)
+                            .await
+                            .is_err()
+                        {
+                            shared.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    // Another gateway holds the uid now: this session is the older login.
+                    Ok(Some(other)) if other != self.endpoint => {
+                        shared.metrics.inc(&shared.metrics.kicks_conflicting_login);
+                        let _ =
+                            Registry::offer(handle, ConnCmd::Close(CloseReason::ConflictingLogin));
+                        debug!(uid, %other, "session superseded by a login elsewhere");
+                    }
+                    Ok(Some(_)) => {}
+                    Err(_) => {
+                        shared.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Delivers what the Redis subscriber receives.
+pub async fn deliver_loop(
+    shared: Arc<Shared>,
+    mut messages: mpsc::Receiver<(String, PushMessage)>,
+) {
+    while let Some((channel, message)) = messages.recv().await {
+        deliver(&shared, &channel, message);
+    }
+}
+
+fn deliver(shared: &Shared, channel: &str, message: PushMessage) {
+    let metrics = &shared.metrics;
+    if message.broadcast || message.uids.is_empty() {
+        metrics.inc(&metrics.broadcasts);
+        for body in &message.bodies {
+            let packet = push_packet(body);
+            let (delivered, dropped) = shared.registry.broadcast(&packet, |h| {
+                h.color == message.color && (message.sid == 0 || h.sid == message.sid)
+            });
+            metrics
+                .push_delivered
+                .fetch_add(delivered as u64, Ordering::Relaxed);
+            metrics
+                .push_dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        return;
+    }
+    for uid in &message.uids {
+        if message.bodies.iter().any(is_kick) {
+            match shared.registry.get(*uid) {
+                Some(handle) => {
+                    metrics.inc(&metrics.kicks_conflicting_login);
+                    let _ = Registry::offer(&handle, ConnCmd::Close(CloseReason::ConflictingLogin));
+                }
+                None => metrics.inc(&metrics.push_unknown_uid),
+            }
+            continue;
+        }
+        metrics.inc(&metrics.pushes);
+        for body in &message.bodies {
+            match shared.registry.push(*uid, body.clone()) {
+                super::registry::Delivery::Delivered => metrics.inc(&metrics.push_delivered),
+                super::registry::Delivery::Dropped => metrics.inc(&metrics.push_dropped),
+                super::registry::Delivery::Unknown => {
+                    metrics.inc(&metrics.push_unknown_uid);
+                    break;
+                }
+            }
+        }
+    }
+    debug!(channel, "push message delivered");
+}
