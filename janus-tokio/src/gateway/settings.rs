@@ -24,6 +24,12 @@ pub fn listen_addr(what: &str, addr: &str) -> anyhow::Result<SocketAddr> {
 impl GatewaySettings {
     /// Resolves the configuration: parses secrets and addresses, builds the core's config.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        if config.data.redis.as_ref().is_some_and(|r| r.cluster) {
+            // A standalone client against a Redis Cluster would fail on every MOVED reply.
+            anyhow::bail!(
+                "data.redis.cluster: Redis Cluster is not supported yet; point data.redis.addr at a standalone Redis (or a proxy)"
+            );
+        }
         let core = Arc::new(config.core_config()?);
         let server = &config.server;
         let tcp = server
