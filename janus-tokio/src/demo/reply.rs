@@ -39,33 +39,9 @@ pub const MAX_BIG_REPLY: usize = 1 << 20;
 /// The repeating pattern of [`big_payload`]: short and ASCII, so zlib shrinks it a lot.
 const BIG_PATTERN: &[u8] = b"janus demo backend 0123456789 ";
 
-/// One tunnel message, player or room, with every field of both shapes.
-///
-/// Player requests and responses have no `conn_id`/`frag_*` (they read as 0 here and are dropped
-/// when converted back); room ones carry them. `module` is the proto field `mod`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TunnelMessage {
-    /// Serialized CS/SC message.
-    pub data: Bytes,
-    /// Client-cache version.
-    pub data_version: u64,
-    /// Module object id.
-    pub obj: i64,
-    /// Module id (`mod`).
-    pub module: i32,
-    /// Message id inside the module.
-    pub seq: i32,
-    /// The request's index; 0 on pushes.
-    pub index: i32,
-    /// Room only: KCP stream id.
-    pub conn_id: i32,
-    /// Room only: fragment group id.
-    pub frag_id: i32,
-    /// Room only: fragments in the group.
-    pub frag_count: i32,
-    /// Room only: index in the group.
-    pub frag_index: i32,
-}
+/// One tunnel message, player or room: the core's type, with its conversions to and from both
+/// proto shapes. `module` is the proto field `mod`.
+pub use janus_core::session::TunnelMessage;
 
 /// What to do with one request.
 #[derive(Debug, PartialEq, Eq)]

@@ -89,26 +89,11 @@ impl Shape for PlayerShape {
     type Response = player::TunnelResponse;
 
     fn message(r: player::TunnelRequest) -> TunnelMessage {
-        TunnelMessage {
-            data: r.data,
-            data_version: r.data_version,
-            obj: r.obj,
-            module: r.r#mod,
-            seq: r.seq,
-            index: r.index,
-            ..TunnelMessage::default()
-        }
+        r.into()
     }
 
     fn response(m: TunnelMessage) -> player::TunnelResponse {
-        player::TunnelResponse {
-            data: m.data,
-            data_version: m.data_version,
-            obj: m.obj,
-            r#mod: m.module,
-            seq: m.seq,
-            index: m.index,
-        }
+        m.into()
     }
 }
 
@@ -120,33 +105,11 @@ impl Shape for RoomShape {
     type Response = room::TunnelResponse;
 
     fn message(r: room::TunnelRequest) -> TunnelMessage {
-        TunnelMessage {
-            data: r.data,
-            data_version: r.data_version,
-            obj: r.obj,
-            module: r.r#mod,
-            seq: r.seq,
-            index: r.index,
-            conn_id: r.conn_id,
-            frag_id: r.frag_id,
-            frag_count: r.frag_count,
-            frag_index: r.frag_index,
-        }
+        r.into()
     }
 
     fn response(m: TunnelMessage) -> room::TunnelResponse {
-        room::TunnelResponse {
-            data: m.data,
-            data_version: m.data_version,
-            obj: m.obj,
-            r#mod: m.module,
-            seq: m.seq,
-            index: m.index,
-            conn_id: m.conn_id,
-            frag_id: m.frag_id,
-            frag_count: m.frag_count,
-            frag_index: m.frag_index,
-        }
+        m.into()
     }
 }
 
