@@ -499,6 +499,51 @@ async fn a_gateway_registers_discovers_backends_and_rides_out_an_etcd_restart() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // A backend of another colour serves the sessions of that colour, and only those.
+    let blue_demo = DemoBackend::new(DemoConfig::default())
+        .spawn_local()
+        .await
+        .unwrap();
+    let blue_meta = [("color".to_owned(), "blue".to_owned())]
+        .into_iter()
+        .collect();
+    let _blue = register(
+        &etcd.cfg(),
+        ServiceInstance::new(
+            "roma.player.service",
+            "",
+            blue_meta,
+            vec![format!("grpc://{}", blue_demo.addr())],
+        ),
+    )
+    .await
+    .unwrap();
+    let mut blue = common::TestClient::tcp_color(gw.addrs().tcp.unwrap(), 40_003, "blue").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let index = blue.send(3, 1, 0, b"blue").await;
+        if &blue.reply(index).await.data[..] == b"blue" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the blue backend never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        blue_demo
+            .backend()
+            .observed()
+            .opened
+            .iter()
+            .all(|o| o.uid == 40_003)
+    );
+    assert!(
+        demo.backend()
+            .observed()
+            .opened
+            .iter()
+            .all(|o| o.uid != 40_003)
+    );
+
     // etcd down: the session and routing carry on with the last known backends.
     etcd.stop();
     for _ in 0..3 {

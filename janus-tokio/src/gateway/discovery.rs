@@ -10,7 +10,9 @@ use tokio::{sync::watch, task::JoinHandle};
 use tracing::{info, warn};
 
 use super::{BoundAddrs, EtcdSettings, Shared, until_true};
-use crate::cluster::etcd::{EtcdConfig, Registration, ServiceInstance, discover, register};
+use crate::cluster::etcd::{
+    ANY_COLOR, EtcdConfig, Registration, ServiceInstance, discover, register,
+};
 
 fn etcd_config(s: &EtcdSettings) -> EtcdConfig {
     EtcdConfig {
@@ -37,7 +39,9 @@ pub(crate) async fn start(
         tasks.push(tokio::spawn(discover(
             cfg.clone(),
             service.clone(),
-            settings.color.clone(),
+            // Every colour: each session is routed to backends of its own colour (the Go
+            // gateway's per-request node filter), not only those of this gateway's colour.
+            ANY_COLOR.to_owned(),
             tx,
             async move {
                 until_true(&mut stop_discovery).await;

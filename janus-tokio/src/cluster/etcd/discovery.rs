@@ -10,6 +10,8 @@
 //! requested colour, exactly as the Go node filter compares strings. An instance without a colour
 //! therefore only serves the empty colour; it is *not* a wildcard, because a Go gateway would not
 //! send it that traffic either. Published specs carry `color: Some(<requested colour>)`.
+//! Requesting [`ANY_COLOR`] keeps every instance, each with its own colour, so the gateway can
+//! route every session to the backends of *its* colour, as the Go gateway filters per request.
 //!
 //! **Address**: the first `grpc://host:port` endpoint (query and path dropped, as kratos'
 //! endpoint parser does); an instance without one is ignored. **Weight**: metadata `weight` if it
@@ -216,9 +218,18 @@ impl View {
     }
 }
 
-/// The backend an instance offers to traffic of `color`, if any.
+/// The requested colour that keeps instances of every colour (each published with its own).
+pub const ANY_COLOR: &str = "*";
+
+/// The backend an instance offers to traffic of `color` (or of its own colour, for
+/// [`ANY_COLOR`]), if any.
 fn backend_of(inst: &ServiceInstance, color: &str) -> Option<BackendSpec> {
     let inst_color = inst.metadata.get("color").map_or("", String::as_str);
+    let color = if color == ANY_COLOR {
+        inst_color
+    } else {
+        color
+    };
     if inst_color != color {
         return None;
     }
@@ -308,6 +319,23 @@ mod tests {
             metadata,
             endpoints: endpoints.iter().map(|s| (*s).to_owned()).collect(),
         }
+    }
+
+    #[test]
+    fn any_colour_keeps_every_instance_with_its_own_colour() {
+        let blue = backend_of(
+            &inst(Some("blue"), &["grpc://10.0.0.1:9102"], None),
+            ANY_COLOR,
+        )
+        .unwrap();
+        assert_eq!(blue.color.as_deref(), Some("blue"));
+        let plain = backend_of(&inst(None, &["grpc://10.0.0.2:9102"], None), ANY_COLOR).unwrap();
+        assert_eq!(
+            plain.color.as_deref(),
+            Some(""),
+            "no colour serves only the empty colour, as in Go"
+        );
+        assert!(backend_of(&inst(Some("blue"), &["grpc://10.0.0.1:9102"], None), "red").is_none());
     }
 
     #[test]

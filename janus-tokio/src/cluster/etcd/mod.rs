@@ -30,7 +30,9 @@ use etcd_client::{Client, ConnectOptions};
 use rand_core::{OsRng, RngCore as _};
 use serde::{Deserialize, Serialize};
 
-pub use discovery::{DEFAULT_EMPTY_HOLD_DOWN, DiscoveryOptions, discover, discover_with};
+pub use discovery::{
+    ANY_COLOR, DEFAULT_EMPTY_HOLD_DOWN, DiscoveryOptions, discover, discover_with,
+};
 pub use registry::{
     DEFAULT_DEREGISTER_TIMEOUT, DEFAULT_LEASE_TTL, Registration, register, register_with_ttl,
 };
