@@ -436,3 +436,74 @@ async fn admin_http_serves_metrics_and_probes() {
     assert!(metrics.contains("janus_sessions_open 1"));
     assert!(metrics.contains("janus_tunnels_opened_total 1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_on_a_dead_backend_move_to_a_live_one_once_its_breaker_opens() {
+    let other = demo::DemoBackend::new(demo::DemoConfig::default())
+        .spawn_local()
+        .await
+        .unwrap();
+    let other_addr = other.addr();
+    let rig = Rig::start_with(|s| {
+        let player = s.backends.get_mut("player").unwrap();
+        player.push(janus_tokio::gateway::BackendSpec {
+            addr: other_addr.to_string(),
+            weight: 1,
+            color: None,
+        });
+    })
+    .await;
+    // find a uid placed on the rig's own demo backend, the one we will kill
+    let mut uid = 50_000;
+    let mut c = loop {
+        uid += 1;
+        let mut c = TestClient::tcp(rig.tcp(), uid).await;
+        let index = c.send(3, 1, 0, b"where").await;
+        c.reply(index).await;
+        if rig
+            .demo
+            .backend()
+            .observed()
+            .opened
+            .iter()
+            .any(|o| o.uid == uid)
+        {
+            break c;
+        }
+    };
+    let Rig {
+        demo: doomed,
+        gateway,
+    } = rig;
+    doomed.kill();
+    let mut errors = 0;
+    let mut answered = false;
+    for _ in 0..20 {
+        let index = c.send(3, 1, 0, b"still here").await;
+        let reply = c.reply(index).await;
+        if &reply.data[..] == b"still here" {
+            answered = true;
+            break;
+        }
+        assert_eq!(
+            (reply.r#mod, reply.seq),
+            (1, 3),
+            "an error answer, not silence"
+        );
+        errors += 1;
+    }
+    assert!(answered, "the player never reached the live backend");
+    assert!(
+        errors <= janus_core::route::DEFAULT_FAILURE_THRESHOLD as usize + 1,
+        "{errors} errors before moving"
+    );
+    assert!(
+        other
+            .backend()
+            .observed()
+            .opened
+            .iter()
+            .any(|o| o.uid == uid)
+    );
+    drop(gateway);
+}

@@ -14,8 +14,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use janus_core::route::{Backend, BackendSet, Placement, RouteError, SmoothWrr, place, settle};
+use janus_core::route::{
+    Backend, BackendSet, BreakerConfig, CircuitBreaker, OidRule, Permit, Placement, RouteError,
+    RouteWrite, SmoothWrr, place, route_write, settle,
+};
 use tonic::transport::{Channel, Endpoint};
+
+use super::clock;
 
 /// HTTP/2 connections per backend: tunnels are spread over them by oid, so one slow stream's
 /// flow control cannot stall every other tunnel to that backend.
@@ -63,6 +68,13 @@ pub trait RouteStore: Send + Sync + std::fmt::Debug {
         addr: &'a str,
         ttl: Duration,
     ) -> futures_util::future::BoxFuture<'a, Result<bool, PickError>>;
+    /// `SET key addr EX ttl`: replaces a dead backend's entry.
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        addr: &'a str,
+        ttl: Duration,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), PickError>>;
 }
 
 /// The embedded route table.
@@ -105,6 +117,17 @@ impl RouteStore for MemoryRouteStore {
         };
         Box::pin(std::future::ready(Ok(won)))
     }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        addr: &'a str,
+        ttl: Duration,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), PickError>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.insert(key.to_owned(), (addr.to_owned(), Instant::now() + ttl));
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// One kind's backends at one moment.
@@ -120,6 +143,9 @@ pub struct Backends {
     kinds: RwLock<BTreeMap<String, Arc<KindBackends>>>,
     /// Channel groups by address, kept while the address is in some set.
     channels: Mutex<HashMap<String, Arc<[Channel]>>>,
+    /// This gateway's view of each backend's health: one that keeps failing to open tunnels is
+    /// skipped for new placements until a probe succeeds.
+    breakers: Mutex<HashMap<String, CircuitBreaker>>,
     /// The route-table service name per kind (`roma.player.service`, ...), for the key.
     services: BTreeMap<String, String>,
     store: Arc<dyn RouteStore>,
@@ -135,11 +161,12 @@ impl std::fmt::Debug for Backends {
     }
 }
 
-/// A chosen backend.
-#[derive(Debug, Clone)]
+/// A chosen backend. Report how opening the tunnel went with [`Backends::report`].
+#[derive(Debug)]
 pub struct Picked {
     pub addr: String,
     pub channel: Channel,
+    permit: Option<Permit>,
 }
 
 /// The route-table name of a kind's backend service: upstream's `roma.<kind>.service`.
@@ -176,6 +203,7 @@ impl Backends {
         let backends = Self {
             kinds: RwLock::new(BTreeMap::new()),
             channels: Mutex::new(HashMap::new()),
+            breakers: Mutex::new(HashMap::new()),
             services,
             store,
             ttl,
@@ -267,8 +295,17 @@ impl Backends {
 
     /// Chooses the backend for a new tunnel of `kind` to `oid` for a session of `color`: the route
     /// table's entry if it names an available backend, else a smooth weighted round-robin pick
-    /// written with SETNX semantics (losing the race means using the winner's choice).
-    pub async fn pick(&self, kind: &str, color: &str, oid: i64) -> Result<Picked, PickError> {
+    /// written with SETNX semantics (losing the race means using the winner's choice). Backends
+    /// whose breaker is open are not available; for player-like kinds (`rule`) an entry naming
+    /// such a backend is overwritten, so a player is not stuck on a dead backend until the entry
+    /// expires (rooms keep the entry: other gateways may still reach that backend).
+    pub async fn pick(
+        &self,
+        kind: &str,
+        color: &str,
+        oid: i64,
+        rule: OidRule,
+    ) -> Result<Picked, PickError> {
         let kb = {
             let kinds = self.kinds.read().unwrap_or_else(|p| p.into_inner());
             Arc::clone(
@@ -279,23 +316,42 @@ impl Backends {
         };
         let key = self.route_key(kind, color, oid);
         let sticky = self.store.get(&key).await?;
+        let now = clock::now();
+        let healthy = |addr: &str| {
+            let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+            breakers.get(addr).is_none_or(|b| b.allows(now))
+        };
         let index = {
-            let candidates = kb.set.candidates_for(color);
-            let placement = place(sticky.as_deref(), &candidates, |c| {
+            let mut candidates = kb.set.candidates_for(color);
+            candidates.retain(|_, b| healthy(&b.addr));
+            match place(sticky.as_deref(), &candidates, |c| {
                 kb.wrr.lock().unwrap_or_else(|p| p.into_inner()).pick(c)
-            })?;
-            match placement {
+            })? {
                 Placement::Sticky(i) => Some(i),
                 Placement::New(i) => {
                     drop(candidates);
                     let addr = kb.set.get(i).map(|b| b.addr.clone()).unwrap_or_default();
-                    let won = self.store.set_nx(&key, &addr, self.ttl).await?;
-                    let stored = if won {
-                        Some(addr)
-                    } else {
-                        self.store.get(&key).await?
+                    let stored_state = sticky.as_deref().and_then(|stored| {
+                        let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+                        breakers.get(stored).map(|b| b.state(now))
+                    });
+                    let (won, stored) = match route_write(sticky.as_deref(), stored_state, rule) {
+                        RouteWrite::Overwrite => {
+                            self.store.set(&key, &addr, self.ttl).await?;
+                            (true, Some(addr))
+                        }
+                        _ => {
+                            let won = self.store.set_nx(&key, &addr, self.ttl).await?;
+                            let stored = if won {
+                                Some(addr)
+                            } else {
+                                self.store.get(&key).await?
+                            };
+                            (won, stored)
+                        }
                     };
-                    let candidates = kb.set.candidates_for(color);
+                    let mut candidates = kb.set.candidates_for(color);
+                    candidates.retain(|_, b| healthy(&b.addr));
                     Some(settle(i, won, stored.as_deref(), &candidates)?)
                 }
             }
@@ -315,10 +371,34 @@ impl Backends {
             .ok_or(RouteError::NoBackend {
                 color: color.to_owned(),
             })?;
+        let permit = {
+            let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+            let breaker = breakers
+                .entry(backend.addr.clone())
+                .or_insert_with(|| CircuitBreaker::new(BreakerConfig::default()));
+            breaker.try_acquire(now).ok()
+        };
         Ok(Picked {
             addr: backend.addr.clone(),
             channel,
+            permit,
         })
+    }
+
+    /// Whether opening a tunnel to `picked` worked: feeds that backend's breaker.
+    pub fn report(&self, picked: &mut Picked, opened: bool) {
+        let Some(permit) = picked.permit.take() else {
+            return;
+        };
+        let now = clock::now();
+        let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(breaker) = breakers.get_mut(&picked.addr) {
+            if opened {
+                breaker.on_success(permit, now);
+            } else {
+                breaker.on_failure(permit, now);
+            }
+        }
     }
 
     /// The configured kinds.
@@ -352,17 +432,29 @@ mod tests {
             ],
         );
         let b = Backends::new(&specs, Duration::from_secs(60), Duration::from_secs(1)).unwrap();
-        let first = b.pick("player", "red", 7).await.unwrap().addr;
+        let first = b
+            .pick("player", "red", 7, OidRule::SessionUid)
+            .await
+            .unwrap()
+            .addr;
         for _ in 0..10 {
             assert_eq!(
-                b.pick("player", "red", 7).await.unwrap().addr,
+                b.pick("player", "red", 7, OidRule::SessionUid)
+                    .await
+                    .unwrap()
+                    .addr,
                 first,
                 "sticky"
             );
         }
         let mut blue = std::collections::HashSet::new();
         for oid in 0..20 {
-            blue.insert(b.pick("player", "blue", oid).await.unwrap().addr);
+            blue.insert(
+                b.pick("player", "blue", oid, OidRule::SessionUid)
+                    .await
+                    .unwrap()
+                    .addr,
+            );
         }
         assert!(
             !blue.contains("127.0.0.1:3"),
@@ -370,7 +462,7 @@ mod tests {
         );
         assert_eq!(blue.len(), 2);
         assert!(matches!(
-            b.pick("room", "red", 1).await,
+            b.pick("room", "red", 1, OidRule::Object).await,
             Err(PickError::UnknownKind(_))
         ));
         assert_eq!(
@@ -389,7 +481,13 @@ mod tests {
         let b = Backends::new(&specs, Duration::from_secs(60), Duration::from_secs(1)).unwrap();
         let mut placed = BTreeMap::new();
         for oid in 0..10 {
-            placed.insert(oid, b.pick("room", "c", oid).await.unwrap().addr);
+            placed.insert(
+                oid,
+                b.pick("room", "c", oid, OidRule::Object)
+                    .await
+                    .unwrap()
+                    .addr,
+            );
         }
         // backend 2 goes away, backend 3 arrives
         b.set(
@@ -398,7 +496,7 @@ mod tests {
         )
         .unwrap();
         for (oid, addr) in &placed {
-            let now = b.pick("room", "c", *oid).await;
+            let now = b.pick("room", "c", *oid, OidRule::Object).await;
             if addr == "127.0.0.1:1" {
                 assert_eq!(&now.unwrap().addr, addr, "oids on a surviving backend stay");
             } else {
@@ -407,7 +505,56 @@ mod tests {
                 assert!(now.is_err());
             }
         }
-        let fresh = b.pick("room", "c", 999).await.unwrap().addr;
+        let fresh = b
+            .pick("room", "c", 999, OidRule::Object)
+            .await
+            .unwrap()
+            .addr;
         assert!(fresh == "127.0.0.1:1" || fresh == "127.0.0.1:3");
+    }
+
+    #[tokio::test]
+    async fn a_dead_backend_loses_its_players_but_keeps_its_rooms() {
+        let mut specs = BTreeMap::new();
+        let two = vec![spec("127.0.0.1:1", 1, None), spec("127.0.0.1:2", 1, None)];
+        specs.insert("player".to_owned(), two.clone());
+        specs.insert("room".to_owned(), two);
+        let b = Backends::new(&specs, Duration::from_secs(60), Duration::from_secs(1)).unwrap();
+        let player = b.pick("player", "c", 7, OidRule::SessionUid).await.unwrap();
+        let dead = player.addr.clone();
+        // a room placed on the same backend
+        let mut room_oid = 0;
+        while b
+            .pick("room", "c", room_oid, OidRule::Object)
+            .await
+            .unwrap()
+            .addr
+            != dead
+        {
+            room_oid += 1;
+        }
+        // opening tunnels to it keeps failing: its breaker opens
+        for _ in 0..janus_core::route::DEFAULT_FAILURE_THRESHOLD {
+            let mut p = b.pick("player", "c", 7, OidRule::SessionUid).await.unwrap();
+            assert_eq!(p.addr, dead);
+            b.report(&mut p, false);
+        }
+        let moved = b.pick("player", "c", 7, OidRule::SessionUid).await.unwrap();
+        assert_ne!(moved.addr, dead, "the player is re-placed at once");
+        assert_eq!(
+            b.pick("player", "c", 7, OidRule::SessionUid)
+                .await
+                .unwrap()
+                .addr,
+            moved.addr,
+            "and sticks there"
+        );
+        // the room keeps its entry (other gateways may still reach that backend) until it expires
+        assert!(matches!(
+            b.pick("room", "c", room_oid, OidRule::Object).await,
+            Err(PickError::Route(
+                RouteError::StoredBackendUnavailable { .. }
+            ))
+        ));
     }
 }

@@ -212,15 +212,13 @@ impl Conn {
         };
         // The backend is chosen inside the tunnel's task (the route table may be Redis); if none
         // can be, the tunnel ends at once and the pending request is answered with an error.
-        let tx = tunnel::spawn(
-            Arc::clone(&self.shared),
+        let id = tunnel::TunnelId {
             kind,
-            routes.oid_rule(key.kind),
+            rule: routes.oid_rule(key.kind),
             key,
-            self.next_generation,
-            meta,
-            self.cmd_tx.clone(),
-        );
+            generation: self.next_generation,
+        };
+        let tx = tunnel::spawn(Arc::clone(&self.shared), id, meta, self.cmd_tx.clone());
         if self
             .tunnels
             .insert(

@@ -452,6 +452,21 @@ impl backends::RouteStore for RedisRouteStore {
                 .map_err(|e| backends::PickError::Table(e.to_string()))
         })
     }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        addr: &'a str,
+        ttl: Duration,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), backends::PickError>> {
+        Box::pin(async move {
+            self.0
+                .set_ex_get(key, addr, ttl)
+                .await
+                .map(|_| ())
+                .map_err(|e| backends::PickError::Table(e.to_string()))
+        })
+    }
 }
 
 /// Resolves once `flag` is true (or its sender is gone). The guard `wait_for` returns is dropped

@@ -74,32 +74,40 @@ pub fn tunnel_path(kind: &str) -> String {
     format!("/{kind}.intra.v1.TunnelService/Tunnel")
 }
 
+/// Which tunnel a task serves.
+#[derive(Debug, Clone)]
+pub struct TunnelId {
+    /// The kind's name (`player`, `room`, ...): the gRPC path and the backend set.
+    pub kind: String,
+    pub rule: OidRule,
+    pub key: TunnelKey,
+    /// Tells this tunnel from an earlier one with the same key on the same connection.
+    pub generation: u64,
+}
+
 /// Starts the tunnel task and returns the sender for its requests. The task chooses the backend
 /// first (route table, colour, round-robin), then opens the stream.
 pub fn spawn(
     shared: Arc<Shared>,
-    kind: String,
-    rule: OidRule,
-    key: TunnelKey,
-    generation: u64,
+    id: TunnelId,
     meta: TunnelMeta,
     conn: mailbox::Sender<ConnCmd>,
 ) -> mpsc::Sender<TunnelMessage> {
     let (tx, rx) = mpsc::channel(TUNNEL_QUEUE);
     // Player-like kinds use the player message layout; object kinds (room, ...) the room one,
     // which carries the KCP conn/frag fields.
-    match rule {
+    match id.rule {
         OidRule::SessionUid => {
             tokio::spawn(run::<
                 player::intra::v1::TunnelRequest,
                 player::intra::v1::TunnelResponse,
-            >(shared, kind, key, generation, meta, rx, conn));
+            >(shared, id, meta, rx, conn));
         }
         _ => {
             tokio::spawn(run::<
                 room::intra::v1::TunnelRequest,
                 room::intra::v1::TunnelResponse,
-            >(shared, kind, key, generation, meta, rx, conn));
+            >(shared, id, meta, rx, conn));
         }
     }
     tx
@@ -107,9 +115,7 @@ pub fn spawn(
 
 async fn run<Req, Resp>(
     shared: Arc<Shared>,
-    kind: String,
-    key: TunnelKey,
-    generation: u64,
+    id: TunnelId,
     meta: TunnelMeta,
     rx: mpsc::Receiver<TunnelMessage>,
     conn: mailbox::Sender<ConnCmd>,
@@ -118,29 +124,29 @@ async fn run<Req, Resp>(
     Resp: prost::Message + Default + Into<TunnelMessage> + Send + 'static,
 {
     let picked = tokio::select! {
-        picked = tokio::time::timeout(OPEN_TIMEOUT, shared.backends.pick(&kind, &meta.color, key.oid)) => picked,
+        picked = tokio::time::timeout(OPEN_TIMEOUT, shared.backends.pick(&id.kind, &meta.color, id.key.oid, id.rule)) => picked,
         () = conn.closed() => return,
     };
     let failed = match picked {
-        Ok(Ok(picked)) => {
-            let path = tunnel_path(&kind);
-            match stream::<Req, Resp>(picked.channel, &path, key, generation, &meta, rx, &conn)
-                .await
-            {
+        Ok(Ok(mut picked)) => {
+            let channel = picked.channel.clone();
+            let backends = &shared.backends;
+            let on_open = |healthy: bool| backends.report(&mut picked, healthy);
+            match stream::<Req, Resp>(channel, &id, &meta, rx, &conn, on_open).await {
                 Ok(()) => false,
                 Err(status) => {
-                    info!(?key, backend = %picked.addr, code = ?status.code(), message = status.message(), "tunnel ended with an error");
+                    info!(key = ?id.key, backend = %picked.addr, code = ?status.code(), message = status.message(), "tunnel ended with an error");
                     true
                 }
             }
         }
         Ok(Err(e)) => {
-            info!(uid = meta.uid, kind = %kind, oid = key.oid, error = %e, "no backend for tunnel");
+            info!(uid = meta.uid, kind = %id.kind, oid = id.key.oid, error = %e, "no backend for tunnel");
             shared.metrics.inc(&shared.metrics.tunnel_no_backend);
             true
         }
         Err(_) => {
-            info!(uid = meta.uid, kind = %kind, oid = key.oid, "choosing a backend timed out");
+            info!(uid = meta.uid, kind = %id.kind, oid = id.key.oid, "choosing a backend timed out");
             shared.metrics.inc(&shared.metrics.tunnel_no_backend);
             true
         }
@@ -148,8 +154,8 @@ async fn run<Req, Resp>(
     // The connection may be gone already; then there is nobody to tell.
     let _ = conn
         .send(ConnCmd::TunnelClosed {
-            key,
-            generation,
+            key: id.key,
+            generation: id.generation,
             failed,
         })
         .await;
@@ -157,18 +163,17 @@ async fn run<Req, Resp>(
 
 async fn stream<Req, Resp>(
     channel: Channel,
-    path: &str,
-    key: TunnelKey,
-    generation: u64,
+    id: &TunnelId,
     meta: &TunnelMeta,
     rx: mpsc::Receiver<TunnelMessage>,
     conn: &mailbox::Sender<ConnCmd>,
+    on_open: impl FnOnce(bool),
 ) -> Result<(), tonic::Status>
 where
     Req: prost::Message + From<TunnelMessage> + Send + 'static,
     Resp: prost::Message + Default + Into<TunnelMessage> + Send + 'static,
 {
-    let path = PathAndQuery::try_from(path)
+    let path = PathAndQuery::try_from(tunnel_path(&id.kind))
         .map_err(|e| tonic::Status::internal(format!("bad tunnel path: {e}")))?;
     let outbound = ReceiverStream::new(rx).map(Req::from);
     let mut request = tonic::Request::new(outbound);
@@ -186,18 +191,27 @@ where
         )
         .await
     };
-    let response = tokio::select! {
-        r = tokio::time::timeout(OPEN_TIMEOUT, open) => r.map_err(|_| tonic::Status::deadline_exceeded("opening the tunnel timed out"))??,
+    let opened = tokio::select! {
+        r = tokio::time::timeout(OPEN_TIMEOUT, open) => r.map_err(|_| tonic::Status::deadline_exceeded("opening the tunnel timed out")).and_then(|r| r),
         // The session ended before the stream opened.
         () = conn.closed() => return Ok(()),
     };
+    // The backend's health, for its circuit breaker: an answer, even a refusal, means it is up.
+    on_open(match &opened {
+        Ok(_) => true,
+        Err(status) => !matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+        ),
+    });
+    let response = opened?;
     let mut inbound = response.into_inner();
-    debug!(?key, "tunnel open");
+    debug!(key = ?id.key, "tunnel open");
     loop {
         tokio::select! {
             message = inbound.message() => match message? {
                 Some(resp) => {
-                    let cmd = ConnCmd::Tunnel { key, generation, message: resp.into() };
+                    let cmd = ConnCmd::Tunnel { key: id.key, generation: id.generation, message: resp.into() };
                     if conn.send(cmd).await.is_err() {
                         return Ok(());
                     }
