@@ -107,6 +107,19 @@ impl FrameDecoder {
     }
 }
 
+/// The length, prefix included, of the frame at the start of `bytes`, when its prefix is
+/// non-negative and its whole body is there.
+///
+/// For transports that carry one frame per message (WebSocket, spec §1.3: a frame cannot span
+/// messages and trailing bytes are ignored), and for splitting a run of frames the session queued
+/// into one message each. Body limits are the decoder's business.
+pub fn frame_len(bytes: &[u8]) -> Option<usize> {
+    let header = bytes.first_chunk::<HEADER_LEN>()?;
+    let len = usize::try_from(i32::from_be_bytes(*header)).ok()?;
+    let end = HEADER_LEN.checked_add(len)?;
+    (end <= bytes.len()).then_some(end)
+}
+
 /// Appends a frame holding `body` to `out`. Used for plaintext frames (the handshake); sealed frames
 /// are written in place by [`crate::crypto::PacketCipher::seal_message`].
 ///

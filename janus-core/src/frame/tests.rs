@@ -101,3 +101,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn frame_len_finds_whole_frames_only() {
+    assert_eq!(
+        frame_len(&[0, 0, 0, 2, 7, 8, 9, 9]),
+        Some(6),
+        "trailing bytes are not part of it"
+    );
+    assert_eq!(frame_len(&[0, 0, 0, 5, 1]), None, "body not all there");
+    assert_eq!(frame_len(&[0, 0]), None);
+    assert_eq!(frame_len(&[0xff, 0xff, 0xff, 0xff]), None, "negative");
+}

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt as _, StreamExt as _};
 use janus_core::{
     CloseReason,
-    frame::HEADER_LEN,
+    frame::frame_len,
     handshake::Identity,
     limit::Admitted,
     route::TunnelKey,
@@ -451,9 +451,9 @@ pub async fn serve_ws<S>(
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<CloseReason>();
     let metrics_shared = Arc::clone(&conn.shared);
     let writer = tokio::spawn(async move {
-        while let Some(bytes) = out_rx.recv().await {
+        while let Some(mut bytes) = out_rx.recv().await {
             let n = bytes.len();
-            for frame in split_frames(bytes) {
+            while let Some(frame) = next_frame(&mut bytes) {
                 if sink.feed(Message::Binary(frame)).await.is_err() {
                     return;
                 }
@@ -528,32 +528,20 @@ pub async fn serve_ws<S>(
     debug!(peer = %peer, reason = conn.closed.map_or("unknown", CloseReason::as_str), "websocket closed");
 }
 
+/// Splits the next frame off a run of frames the session queued (one WebSocket message each).
+fn next_frame(bytes: &mut Bytes) -> Option<Bytes> {
+    frame_len(bytes).map(|end| bytes.split_to(end))
+}
+
 /// The frame a WebSocket message carries: its length prefix must fit inside the message;
 /// trailing bytes are ignored, as upstream does (spec §1.3).
 fn one_frame(payload: Bytes) -> Option<BytesMut> {
-    let header = payload.first_chunk::<HEADER_LEN>()?;
-    let len = usize::try_from(i32::from_be_bytes(*header)).ok()?;
-    let end = HEADER_LEN.checked_add(len)?;
-    if end > payload.len() {
-        return None;
-    }
-    let frame = payload.slice(..end);
+    let frame = payload.slice(..frame_len(&payload)?);
     Some(
         frame
             .try_into_mut()
             .unwrap_or_else(|shared| BytesMut::from(&shared[..])),
     )
-}
-
-/// Splits a run of frames (as the session batches them) into one buffer per frame.
-fn split_frames(mut bytes: Bytes) -> Vec<Bytes> {
-    let mut frames = Vec::new();
-    while let Some(header) = bytes.first_chunk::<HEADER_LEN>() {
-        let len = u32::from_be_bytes(*header) as usize;
-        let end = (HEADER_LEN + len).min(bytes.len());
-        frames.push(bytes.split_to(end));
-    }
-    frames
 }
 
 fn close_code(reason: CloseReason) -> CloseCode {
@@ -582,8 +570,8 @@ mod tests {
             "frame cannot span messages"
         );
         assert!(one_frame(Bytes::from_static(&[0, 0])).is_none());
-        let batch = Bytes::from_static(&[0, 0, 0, 1, 1, 0, 0, 0, 2, 2, 2]);
-        let frames = split_frames(batch);
+        let mut batch = Bytes::from_static(&[0, 0, 0, 1, 1, 0, 0, 0, 2, 2, 2]);
+        let frames: Vec<Bytes> = std::iter::from_fn(|| next_frame(&mut batch)).collect();
         assert_eq!(frames.len(), 2);
         assert_eq!(&frames[1][..], &[0, 0, 0, 2, 2, 2]);
     }

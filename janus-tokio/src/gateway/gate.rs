@@ -29,7 +29,12 @@ use prost::Message as _;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::{Shared, connection::ConnCmd, push::push_packet, registry::Registry};
+use super::{
+    Shared,
+    connection::ConnCmd,
+    push::{broadcast, deliver_to_uid},
+    registry::Registry,
+};
 use crate::cluster::redis::{RedisTables, route_key};
 
 /// Sessions renewed per pipelined round trip.
@@ -200,24 +205,13 @@ pub async fn deliver_loop(
 
 fn deliver(shared: &Shared, channel: &str, message: PushMessage) {
     let metrics = &shared.metrics;
+    // No uids is how the Go broadcaster sends a broadcast (without the flag).
     if message.broadcast || message.uids.is_empty() {
-        metrics.inc(&metrics.broadcasts);
-        for body in &message.bodies {
-            let packet = push_packet(body);
-            let (delivered, dropped) = shared.registry.broadcast(&packet, |h| {
-                h.color == message.color && (message.sid == 0 || h.sid == message.sid)
-            });
-            metrics
-                .push_delivered
-                .fetch_add(delivered as u64, Ordering::Relaxed);
-            metrics
-                .push_dropped
-                .fetch_add(dropped as u64, Ordering::Relaxed);
-        }
+        broadcast(shared, &message.color, message.sid, &message.bodies);
         return;
     }
-    for uid in &message.uids {
-        if message.bodies.iter().any(is_kick) {
+    if message.bodies.iter().any(is_kick) {
+        for uid in &message.uids {
             match shared.registry.get(*uid) {
                 Some(handle) => {
                     metrics.inc(&metrics.kicks_conflicting_login);
@@ -225,19 +219,16 @@ fn deliver(shared: &Shared, channel: &str, message: PushMessage) {
                 }
                 None => metrics.inc(&metrics.push_unknown_uid),
             }
-            continue;
         }
-        metrics.inc(&metrics.pushes);
-        for body in &message.bodies {
-            match shared.registry.push(*uid, body.clone()) {
-                super::registry::Delivery::Delivered => metrics.inc(&metrics.push_delivered),
-                super::registry::Delivery::Dropped => metrics.inc(&metrics.push_dropped),
-                super::registry::Delivery::Unknown => {
-                    metrics.inc(&metrics.push_unknown_uid);
-                    break;
-                }
-            }
-        }
+        return;
+    }
+    metrics.inc(if message.uids.len() == 1 {
+        &metrics.pushes
+    } else {
+        &metrics.multicasts
+    });
+    for uid in &message.uids {
+        deliver_to_uid(shared, *uid, &message.bodies);
     }
     debug!(channel, "push message delivered");
 }

@@ -13,9 +13,14 @@ use janus_proto::{
     packet::Packet,
 };
 use prost::Message as _;
+use std::sync::atomic::Ordering;
 use tonic::{Request, Response, Status};
 
-use super::{Shared, registry::Delivery};
+use super::{
+    Shared,
+    connection::ConnCmd,
+    registry::{Delivery, Registry},
+};
 
 /// The push service.
 #[derive(Debug, Clone)]
@@ -23,27 +28,43 @@ pub struct Pusher {
     pub(crate) shared: Arc<Shared>,
 }
 
-impl Pusher {
-    fn deliver(&self, uid: i64, bodies: &[PushBody]) -> bool {
-        let metrics = &self.shared.metrics;
-        let Some(handle) = self.shared.registry.get(uid) else {
-            metrics.inc(&metrics.push_unknown_uid);
-            return false;
-        };
-        for body in bodies {
-            match super::registry::Registry::offer(
-                &handle,
-                super::connection::ConnCmd::Push(body.clone()),
-            ) {
-                Delivery::Delivered => metrics.inc(&metrics.push_delivered),
-                Delivery::Dropped => metrics.inc(&metrics.push_dropped),
-                Delivery::Unknown => {
-                    metrics.inc(&metrics.push_unknown_uid);
-                    return false;
-                }
+/// Hands `bodies` to `uid`'s session, counting the outcome. Whether the uid has a session here.
+/// Shared by the gRPC push service and the Redis subscriber.
+pub(crate) fn deliver_to_uid(shared: &Shared, uid: i64, bodies: &[PushBody]) -> bool {
+    let metrics = &shared.metrics;
+    let Some(handle) = shared.registry.get(uid) else {
+        metrics.inc(&metrics.push_unknown_uid);
+        return false;
+    };
+    for body in bodies {
+        match Registry::offer(&handle, ConnCmd::Push(body.clone())) {
+            Delivery::Delivered => metrics.inc(&metrics.push_delivered),
+            Delivery::Dropped => metrics.inc(&metrics.push_dropped),
+            Delivery::Unknown => {
+                metrics.inc(&metrics.push_unknown_uid);
+                return false;
             }
         }
-        true
+    }
+    true
+}
+
+/// Hands `bodies` to every session of `color` and `sid` (0: any sid), each body serialized once
+/// and only sealed per session. Shared by the gRPC push service and the Redis subscriber.
+pub(crate) fn broadcast(shared: &Shared, color: &str, sid: i64, bodies: &[PushBody]) {
+    let metrics = &shared.metrics;
+    metrics.inc(&metrics.broadcasts);
+    for body in bodies {
+        let packet = push_packet(body);
+        let (delivered, dropped) = shared
+            .registry
+            .broadcast(&packet, |h| h.color == color && (sid == 0 || h.sid == sid));
+        metrics
+            .push_delivered
+            .fetch_add(delivered as u64, Ordering::Relaxed);
+        metrics
+            .push_dropped
+            .fetch_add(dropped as u64, Ordering::Relaxed);
     }
 }
 
@@ -66,7 +87,7 @@ impl PushService for Pusher {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let req = request.into_inner();
         self.shared.metrics.inc(&self.shared.metrics.pushes);
-        let pushed = self.deliver(req.uid, &req.bodies);
+        let pushed = deliver_to_uid(&self.shared, req.uid, &req.bodies);
         Ok(Response::new(PushResponse { pushed }))
     }
 
@@ -80,7 +101,7 @@ impl PushService for Pusher {
             .uids
             .iter()
             .copied()
-            .filter(|uid| self.deliver(*uid, &req.bodies))
+            .filter(|uid| deliver_to_uid(&self.shared, *uid, &req.bodies))
             .collect();
         Ok(Response::new(MulticastResponse { pushed_uids }))
     }
@@ -91,20 +112,7 @@ impl PushService for Pusher {
         request: Request<BroadcastRequest>,
     ) -> Result<Response<BroadcastResponse>, Status> {
         let req = request.into_inner();
-        let metrics = &self.shared.metrics;
-        metrics.inc(&metrics.broadcasts);
-        for body in &req.bodies {
-            let packet = push_packet(body);
-            let (delivered, dropped) = self.shared.registry.broadcast(&packet, |h| {
-                h.color == req.color && (req.sid == 0 || h.sid == req.sid)
-            });
-            metrics
-                .push_delivered
-                .fetch_add(delivered as u64, std::sync::atomic::Ordering::Relaxed);
-            metrics
-                .push_dropped
-                .fetch_add(dropped as u64, std::sync::atomic::Ordering::Relaxed);
-        }
+        broadcast(&self.shared, &req.color, req.sid, &req.bodies);
         Ok(Response::new(BroadcastResponse {}))
     }
 }

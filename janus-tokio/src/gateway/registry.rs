@@ -12,7 +12,6 @@ use std::{
 use super::mailbox::{self, TrySendError};
 use bytes::Bytes;
 use janus_core::CloseReason;
-use janus_proto::broadcaster::service::push::v1::PushBody;
 
 use super::connection::ConnCmd;
 
@@ -126,14 +125,6 @@ impl Registry {
                 Delivery::Dropped
             }
             Err(TrySendError::Closed(_)) => Delivery::Unknown,
-        }
-    }
-
-    /// Pushes `body` to `uid`'s session.
-    pub fn push(&self, uid: i64, body: PushBody) -> Delivery {
-        match self.get(uid) {
-            Some(handle) => Self::offer(&handle, ConnCmd::Push(body)),
-            None => Delivery::Unknown,
         }
     }
 
