@@ -48,6 +48,9 @@ pub enum CloseReason {
     RateLimited,
     /// The client does not read fast enough: its outbound bytes exceeded the budget.
     SlowConsumer,
+    /// A backend does not take the session's requests as fast as the client sends them: the
+    /// tunnel's queue to it filled up (upstream blocks the connection's read loop instead).
+    BackendBackpressure,
     // --- decided by the gateway ---
     /// The same uid logged in elsewhere.
     ConflictingLogin,
@@ -64,6 +67,60 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every reason, in declaration order: for metrics that export a counter per reason.
+    pub const ALL: [CloseReason; 26] = {
+        use CloseReason::*;
+        [
+            HandshakeTimeout,
+            MalformedFrame,
+            MalformedPacket,
+            UnexpectedHandshakeSeq,
+            EmptyToken,
+            TimestampSkew,
+            InvalidToken,
+            TokenExpired,
+            TokenReplayed,
+            BadSignature,
+            BadKeyLength,
+            LowOrderPoint,
+            IdleTimeout,
+            DecryptFailed,
+            IndexMismatch,
+            DecompressFailed,
+            ObjectNotOwned,
+            RateLimited,
+            SlowConsumer,
+            BackendBackpressure,
+            ConflictingLogin,
+            AdminKickOut,
+            Banned,
+            Shutdown,
+            ServerError,
+            PeerClosed,
+        ]
+    };
+
+    /// The position of this reason in [`ALL`](Self::ALL), for per-reason counter arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The WebSocket close code (RFC 6455 §7.4.1) a message transport sends when the session ends
+    /// for this reason: 1001 going away for a shutdown, 1002 protocol error for bytes that are not
+    /// frames or packets, 1011 for the gateway's own failures, 1000 for the peer's close and for
+    /// kicks (a normal end, the logout packet says why), and 1008 policy violation for the rest
+    /// (authentication, limits, deadlines).
+    pub const fn ws_close_code(self) -> u16 {
+        use CloseReason::*;
+        match self {
+            Shutdown => 1001,
+            MalformedFrame | MalformedPacket => 1002,
+            ServerError | BackendBackpressure => 1011,
+            PeerClosed | ConflictingLogin | AdminKickOut | Banned => 1000,
+            _ => 1008,
+        }
+    }
+
     /// A stable snake_case name, for metric labels and logs.
     pub const fn as_str(self) -> &'static str {
         use CloseReason::*;
@@ -87,6 +144,7 @@ impl CloseReason {
             ObjectNotOwned => "object_not_owned",
             RateLimited => "rate_limited",
             SlowConsumer => "slow_consumer",
+            BackendBackpressure => "backend_backpressure",
             ConflictingLogin => "conflicting_login",
             AdminKickOut => "admin_kick_out",
             Banned => "banned",
@@ -111,7 +169,7 @@ impl CloseReason {
             ConflictingLogin => Some(LogoutCode::ConflictingLogin),
             AdminKickOut => Some(LogoutCode::AdminKickOut),
             Banned => Some(LogoutCode::Banned),
-            Shutdown | ServerError => Some(LogoutCode::Server),
+            Shutdown | ServerError | BackendBackpressure => Some(LogoutCode::Server),
             HandshakeTimeout
             | MalformedFrame
             | MalformedPacket
@@ -138,8 +196,60 @@ impl CloseReason {
                 | Self::Banned
                 | Self::Shutdown
                 | Self::ServerError
+                | Self::BackendBackpressure
                 | Self::PeerClosed
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_reason_once_with_distinct_names() {
+        let names: std::collections::BTreeSet<&str> =
+            CloseReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), CloseReason::ALL.len());
+        for (i, r) in CloseReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+        // No wildcard: a new reason does not compile here until it is listed in ALL too.
+        let listed = |r: CloseReason| {
+            use CloseReason::*;
+            match r {
+                HandshakeTimeout
+                | MalformedFrame
+                | MalformedPacket
+                | UnexpectedHandshakeSeq
+                | EmptyToken
+                | TimestampSkew
+                | InvalidToken
+                | TokenExpired
+                | TokenReplayed
+                | BadSignature
+                | BadKeyLength
+                | LowOrderPoint
+                | IdleTimeout
+                | DecryptFailed
+                | IndexMismatch
+                | DecompressFailed
+                | ObjectNotOwned
+                | RateLimited
+                | SlowConsumer
+                | BackendBackpressure
+                | ConflictingLogin
+                | AdminKickOut
+                | Banned
+                | Shutdown
+                | ServerError
+                | PeerClosed => CloseReason::ALL.contains(&r),
+            }
+        };
+        assert!(CloseReason::ALL.iter().all(|r| listed(*r)));
+        assert_eq!(CloseReason::Shutdown.ws_close_code(), 1001);
+        assert_eq!(CloseReason::MalformedFrame.ws_close_code(), 1002);
+        assert_eq!(CloseReason::IndexMismatch.ws_close_code(), 1008);
     }
 }
 

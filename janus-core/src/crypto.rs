@@ -18,7 +18,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use ed25519_dalek::{Signer as _, Verifier as _};
 use prost::Message;
 
-use crate::frame::HEADER_LEN;
+use crate::frame::{self, HEADER_LEN};
 
 /// AES-GCM nonce length, prepended to every sealed packet.
 pub const NONCE_LEN: usize = 12;
@@ -122,10 +122,9 @@ impl PacketCipher {
         write: impl FnOnce(&mut BytesMut),
     ) -> Result<usize, CryptoError> {
         let body_len = len + SEAL_OVERHEAD;
-        let prefix = i32::try_from(body_len).map_err(|_| CryptoError::TooLarge { len })?;
         let start = out.len();
         out.reserve(HEADER_LEN + body_len);
-        out.put_i32(prefix);
+        frame::put_header(out, body_len).map_err(|_| CryptoError::TooLarge { len })?;
         out.put_slice(&nonce);
         let text_start = out.len();
         write(out);

@@ -5,7 +5,7 @@
 //! reserves memory for a body before the body's bytes have arrived, so a peer that announces 16 KiB
 //! and sends 4 bytes costs 4 bytes.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Size of the length prefix.
 pub const HEADER_LEN: usize = 4;
@@ -120,22 +120,65 @@ pub fn frame_len(bytes: &[u8]) -> Option<usize> {
     (end <= bytes.len()).then_some(end)
 }
 
-/// Appends a frame holding `body` to `out`. Used for plaintext frames (the handshake); sealed frames
-/// are written in place by [`crate::crypto::PacketCipher::seal_message`].
+/// Writes the length prefix of a `len`-byte body (the one place a frame header is written).
 ///
-/// The length prefix is a signed int32, so a body over `i32::MAX` bytes cannot be framed.
-pub fn encode(body: &[u8], out: &mut BytesMut) -> Result<(), FrameError> {
-    let len = i32::try_from(body.len()).map_err(|_| FrameError::TooLarge {
-        len: body.len(),
+/// The caller has checked `len` against its frame limit; a body over `i32::MAX` bytes cannot be
+/// framed, so it is refused rather than written with a wrapped length.
+pub fn put_header(out: &mut impl BufMut, len: usize) -> Result<(), FrameError> {
+    let prefix = i32::try_from(len).map_err(|_| FrameError::TooLarge {
+        len,
         max: i32::MAX as usize,
     })?;
-    if len == 0 {
+    if prefix == 0 {
         return Err(FrameError::Empty);
     }
+    out.put_i32(prefix);
+    Ok(())
+}
+
+/// Appends a frame holding `body` to `out`: the plaintext frames (handshake, unencrypted mode);
+/// sealed frames are written by [`crate::crypto::PacketCipher`].
+pub fn encode(body: &[u8], out: &mut BytesMut) -> Result<(), FrameError> {
     out.reserve(HEADER_LEN + body.len());
-    out.put_i32(len);
+    put_header(out, body.len())?;
     out.put_slice(body);
     Ok(())
+}
+
+/// Splits the first whole frame (prefix included) off a run of frames, such as one
+/// [`Session::poll_transmit`](crate::session::Session::poll_transmit) returns; `None` when
+/// `bytes` does not start with a whole frame.
+///
+/// Message transports (WebSocket, spec §1.3) carry one frame per message: this is how an adapter
+/// turns a batch into messages.
+pub fn split_frame(bytes: &mut Bytes) -> Option<Bytes> {
+    frame_len(bytes).map(|end| bytes.split_to(end))
+}
+
+/// The frame a message-transport message carries (WebSocket, spec §1.3): the length prefix must
+/// fit inside the message, and bytes after the frame are ignored, as upstream ignores them. The
+/// frame comes back as a buffer the session can decrypt in place (copied only if `message` is
+/// shared).
+pub fn frame_of_message(message: Bytes) -> Option<BytesMut> {
+    let frame = message.slice(..frame_len(&message)?);
+    Some(
+        frame
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..])),
+    )
+}
+
+/// The whole frames of a batch, one at a time (see [`split_frame`]). Trailing bytes that do not
+/// form a frame are not yielded.
+#[derive(Debug, Clone)]
+pub struct Frames(pub Bytes);
+
+impl Iterator for Frames {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        split_frame(&mut self.0)
+    }
 }
 
 #[cfg(test)]

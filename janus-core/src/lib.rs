@@ -40,6 +40,7 @@ pub mod limit;
 pub mod replay;
 pub mod route;
 pub mod session;
+pub mod system;
 pub mod testing;
 pub mod time;
 pub mod token;

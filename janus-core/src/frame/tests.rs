@@ -113,3 +113,48 @@ fn frame_len_finds_whole_frames_only() {
     assert_eq!(frame_len(&[0, 0]), None);
     assert_eq!(frame_len(&[0xff, 0xff, 0xff, 0xff]), None, "negative");
 }
+
+#[test]
+fn batches_split_into_whole_frames_and_messages_carry_one() {
+    let mut batch = BytesMut::new();
+    encode(&[1], &mut batch).unwrap();
+    encode(&[2, 2], &mut batch).unwrap();
+    batch.extend_from_slice(&[0, 0, 0, 9, 1]); // a partial frame is not yielded
+    let frames: Vec<Bytes> = Frames(batch.freeze()).collect();
+    assert_eq!(frames.len(), 2);
+    assert_eq!(&frames[1][..], &[0, 0, 0, 2, 2, 2]);
+
+    let msg = Bytes::from_static(&[0, 0, 0, 2, 7, 8, 9, 9]);
+    assert_eq!(&frame_of_message(msg).unwrap()[..], &[0, 0, 0, 2, 7, 8]);
+    assert!(
+        frame_of_message(Bytes::from_static(&[0, 0, 0, 5, 1])).is_none(),
+        "a frame cannot span messages"
+    );
+    assert!(frame_of_message(Bytes::from_static(&[0, 0])).is_none());
+    assert!(frame_of_message(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 1])).is_none());
+}
+
+#[test]
+fn headers_refuse_what_cannot_be_framed() {
+    let mut out = BytesMut::new();
+    assert_eq!(put_header(&mut out, 0), Err(FrameError::Empty));
+    assert!(matches!(
+        put_header(&mut out, i32::MAX as usize + 1),
+        Err(FrameError::TooLarge { .. })
+    ));
+    put_header(&mut out, 258).unwrap();
+    assert_eq!(&out[..], &[0, 0, 1, 2]);
+}
+
+proptest! {
+    /// Splitting a batch gives back exactly the frames that were written, in order.
+    #[test]
+    fn frames_round_trip(bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..64), 0..16)) {
+        let mut batch = BytesMut::new();
+        for b in &bodies {
+            encode(b, &mut batch).unwrap();
+        }
+        let back: Vec<Vec<u8>> = Frames(batch.freeze()).map(|f| f[HEADER_LEN..].to_vec()).collect();
+        prop_assert_eq!(back, bodies);
+    }
+}

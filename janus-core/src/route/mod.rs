@@ -51,6 +51,7 @@
 
 mod balance;
 mod breaker;
+mod keys;
 mod sticky;
 mod table;
 #[cfg(test)]
@@ -64,6 +65,7 @@ pub use breaker::{
     BreakerConfig, BreakerOpen, BreakerState, CircuitBreaker, DEFAULT_COOL_DOWN,
     DEFAULT_FAILURE_THRESHOLD, DEFAULT_MAX_COOL_DOWN, DEFAULT_PROBE_TIMEOUT, Permit,
 };
+pub use keys::{default_service, route_key, tunnel_method};
 pub use sticky::{Placement, RouteWrite, place, route_write, settle};
 pub use table::{
     MAX_KIND_NAME_LEN, MAX_TUNNEL_KINDS, OidRule, RouteConfigError, RouteTable, Routed, TunnelKey,
@@ -82,12 +84,6 @@ pub enum RouteError {
         obj: i64,
         /// The session uid.
         uid: i64,
-    },
-    /// An object-kind packet (room, ...) with `obj` 0: there is no object to open a tunnel to.
-    #[error("module {module} needs a non-zero obj")]
-    MissingObject {
-        /// The packet's module.
-        module: i32,
     },
     /// No backend of the service serves this colour and is available (or all have weight 0).
     #[error("no available backend for colour {color:?}")]

@@ -1,8 +1,9 @@
 //! Module id → tunnel kind, and the oid rule that turns a packet's `obj` into a tunnel key.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
-use super::RouteError;
+use super::{RouteError, keys::tunnel_method};
+use crate::system::ROOM_MODULE;
 
 /// Most tunnel kinds one [`RouteTable`] can hold. Kinds are a handful of backend services
 /// (player, room, team, ...), so a `u8` id is plenty and keeps [`TunnelKey`] small.
@@ -38,8 +39,9 @@ pub enum OidRule {
     /// the uid itself. Upstream accepted any `obj`, which let a client open a tunnel as another
     /// player and kick them off with ConflictingLogin (spec §4.2); we reject it.
     SessionUid,
-    /// Room-like: the oid is the packet's `obj`, which must name an object (non-zero). The backend
-    /// checks that the player may talk to that object.
+    /// Room-like: the oid is the packet's `obj`; an `obj` of 0 means "me" and becomes the session
+    /// uid, as upstream does for every module (spec §10: room list and create-room requests carry
+    /// no object). The backend checks that the player may talk to that object.
     Object,
 }
 
@@ -94,8 +96,20 @@ pub enum RouteConfigError {
 
 #[derive(Clone, Debug)]
 struct KindEntry {
-    name: String,
+    name: Arc<str>,
     rule: OidRule,
+    /// `/<name>.intra.v1.TunnelService/Tunnel`, built once.
+    method: Arc<str>,
+}
+
+impl KindEntry {
+    fn new(name: &str, rule: OidRule) -> Self {
+        Self {
+            name: name.into(),
+            rule,
+            method: tunnel_method(name).into(),
+        }
+    }
 }
 
 /// Module id (`Packet.mod`) → [`TunnelKind`], and the per-kind [`OidRule`].
@@ -111,9 +125,6 @@ pub struct RouteTable {
     modules: BTreeMap<i32, TunnelKind>,
 }
 
-/// The Room module id (`module.ModuleID.Room`).
-const ROOM_MODULE: i32 = 6;
-
 impl Default for RouteTable {
     fn default() -> Self {
         Self::new()
@@ -125,14 +136,8 @@ impl RouteTable {
     /// [`OidRule::Object`]), with module 6 → room and everything else → player.
     pub fn new() -> Self {
         let kinds = vec![
-            KindEntry {
-                name: "player".to_owned(),
-                rule: OidRule::SessionUid,
-            },
-            KindEntry {
-                name: "room".to_owned(),
-                rule: OidRule::Object,
-            },
+            KindEntry::new("player", OidRule::SessionUid),
+            KindEntry::new("room", OidRule::Object),
         ];
         let modules = BTreeMap::from([(ROOM_MODULE, TunnelKind::ROOM)]);
         RouteTable { kinds, modules }
@@ -155,10 +160,7 @@ impl RouteTable {
         let id = u8::try_from(self.kinds.len()).map_err(|_| RouteConfigError::TooManyKinds {
             max: MAX_TUNNEL_KINDS,
         })?;
-        self.kinds.push(KindEntry {
-            name: name.to_owned(),
-            rule,
-        });
+        self.kinds.push(KindEntry::new(name, rule));
         Ok(TunnelKind(id))
     }
 
@@ -178,15 +180,21 @@ impl RouteTable {
 
     /// The kind called `name`, for configuration.
     pub fn kind_by_name(&self, name: &str) -> Option<TunnelKind> {
-        let index = self.kinds.iter().position(|k| k.name == name)?;
+        let index = self.kinds.iter().position(|k| &*k.name == name)?;
         u8::try_from(index).ok().map(TunnelKind)
     }
 
     /// The kind's name (`"player"`, `"room"`, ...), or `""` for a kind from another table.
     pub fn kind_name(&self, kind: TunnelKind) -> &str {
+        self.kinds.get(usize::from(kind.0)).map_or("", |k| &k.name)
+    }
+
+    /// The kind's name and gRPC method, shared (an open-tunnel event carries them without
+    /// copying); `None` for a kind from another table.
+    pub fn kind_names(&self, kind: TunnelKind) -> Option<(Arc<str>, Arc<str>)> {
         self.kinds
             .get(usize::from(kind.0))
-            .map_or("", |k| k.name.as_str())
+            .map(|k| (Arc::clone(&k.name), Arc::clone(&k.method)))
     }
 
     /// The kind's oid rule. A kind from another table gets [`OidRule::SessionUid`], the rule that
@@ -217,20 +225,15 @@ impl RouteTable {
 
     /// Routes one client packet of session `uid`: the tunnel it goes on and the `obj` to forward.
     ///
-    /// Player kinds: `obj` 0 means "me" and becomes `uid` (as upstream); any other value but `uid`
-    /// is [`RouteError::ObjectNotOwned`]. Object kinds: `obj` is the oid and must be non-zero
-    /// ([`RouteError::MissingObject`]). Upstream turned a 0 into the uid here too and so opened a
-    /// room tunnel for a room id equal to the player's uid; no backend can serve that.
+    /// For every kind `obj` 0 means "me" and becomes `uid`, as upstream does (spec §4.2, §10).
+    /// Player kinds: any other value but `uid` is [`RouteError::ObjectNotOwned`] (upstream let a
+    /// client name another player here). Object kinds: `obj` is the oid.
     pub fn route(&self, module: i32, obj: i64, uid: i64) -> Result<Routed, RouteError> {
         let kind = self.kind_for_module(module);
+        let obj = if obj == 0 { uid } else { obj };
         match self.oid_rule(kind) {
-            OidRule::SessionUid if obj == 0 || obj == uid => Ok(Routed {
-                key: TunnelKey { kind, oid: uid },
-                obj: uid,
-            }),
-            OidRule::SessionUid => Err(RouteError::ObjectNotOwned { obj, uid }),
-            OidRule::Object if obj == 0 => Err(RouteError::MissingObject { module }),
-            OidRule::Object => Ok(Routed {
+            OidRule::SessionUid if obj != uid => Err(RouteError::ObjectNotOwned { obj, uid }),
+            OidRule::SessionUid | OidRule::Object => Ok(Routed {
                 key: TunnelKey { kind, oid: obj },
                 obj,
             }),
@@ -296,7 +299,7 @@ mod tests {
     }
 
     #[test]
-    fn room_uses_obj_and_requires_it() {
+    fn room_uses_obj_and_zero_means_the_uid() {
         let table = RouteTable::new();
         let routed = table.route(6, 77, UID).unwrap();
         assert_eq!(
@@ -309,9 +312,17 @@ mod tests {
                 obj: 77
             }
         );
+        // obj 0 is the session uid for rooms too (spec §10; room list, create room)
+        let own = table.route(6, 0, UID).unwrap();
         assert_eq!(
-            table.route(6, 0, UID).unwrap_err(),
-            RouteError::MissingObject { module: 6 }
+            own,
+            Routed {
+                key: TunnelKey {
+                    kind: TunnelKind::ROOM,
+                    oid: UID
+                },
+                obj: UID
+            }
         );
     }
 
@@ -397,11 +408,11 @@ mod tests {
                 }
                 Ok(routed) => {
                     prop_assert_eq!(module, 6);
-                    prop_assert_ne!(routed.key.oid, 0);
-                    prop_assert_eq!(routed.obj, obj);
+                    let expected = if obj == 0 { uid } else { obj };
+                    prop_assert_eq!(routed.key.oid, expected);
+                    prop_assert_eq!(routed.obj, expected);
                 }
                 Err(RouteError::ObjectNotOwned { .. }) => prop_assert!(obj != 0 && obj != uid),
-                Err(RouteError::MissingObject { .. }) => prop_assert_eq!((module, obj), (6, 0)),
                 Err(other) => prop_assert!(false, "unexpected {other:?}"),
             }
         }

@@ -178,13 +178,13 @@ fn room_packets_use_obj_and_carry_fragments() {
         matches!(&events[1], Event::Forward { key, message } if *key == room(42) && message.obj == 42)
     );
 
-    // obj 0 on a room module: an error reply for that request, the session goes on
-    let index = send(&mut p, 6, 3, 0, b"");
-    assert!(p.take_server_events().is_empty());
-    let got = packets(p.take_client_events());
-    assert_eq!((got[0].r#mod, got[0].seq, got[0].index), (1, 3, index));
-    let err = ScServerUnexpectedErr::decode(got[0].data.clone()).unwrap();
-    assert_eq!((err.r#mod, err.seq), (6, 3));
+    // obj 0 on a room module means the session uid, as upstream (room list, create room)
+    send(&mut p, 6, 3, 0, b"");
+    let events = p.take_server_events();
+    assert_eq!(events[0], Event::OpenTunnel(room(UID)));
+    assert!(
+        matches!(&events[1], Event::Forward { key, message } if *key == room(UID) && message.obj == UID)
+    );
     assert_eq!(p.server.state(), SessionState::Established);
 }
 
