@@ -75,7 +75,7 @@ fuzz_target!(|input: Input<'_>| {
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
     let now = Time::from_unix_secs(NOW);
-    let mut session = Session::new(config, now, [1; 32]);
+    let mut session = Session::new(config, janus_core::testing::test_context(), now, [1; 32]);
     session.handle_bytes(now, &frame);
     session.handle_bytes(now, input.rest);
     let mut closed = false;

@@ -3,14 +3,14 @@
 //! packets directly. Checks the session's invariants after every operation.
 #![no_main]
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use janus_core::{
     CloseReason, Time,
     client::{ClientEvent, ClientSession},
-    route::{TunnelKey, TunnelKind},
-    session::{Event, Session, SessionState, TunnelMessage},
-    testing::{test_client_config, test_server_config, test_token},
+    route::TunnelKind,
+    session::{Event, PushPacket, Session, SessionState, TunnelId, TunnelMessage},
+    testing::{test_client_config, test_context, test_server_config, test_token},
 };
 use janus_proto::{broadcaster::service::push::v1::PushBody, packet::Packet};
 use arbitrary::Arbitrary;
@@ -25,12 +25,13 @@ enum Op {
     Packet { module: i32, seq: i32, obj: i64, index_delta: i8, compress: bool, data: Vec<u8> },
     RawFrame(Vec<u8>),
     Bytes(Vec<u8>),
-    Reply { kind: bool, oid: i64, index: i32, len: u16 },
+    /// A message on the n-th tunnel ever opened (closed ones included: stale inputs must be ignored).
+    Reply { tunnel: u8, index: i32, len: u16 },
     Push { len: u16 },
     PushPacket(Vec<u8>),
     Advance(u16),
     Flush,
-    TunnelClosed { kind: bool, oid: i64 },
+    TunnelClosed { tunnel: u8 },
     Drain,
     Close,
 }
@@ -40,7 +41,8 @@ fuzz_target!(|ops: Vec<Op>| {
     let mut config = test_server_config(true);
     config.session.outbound_budget = BUDGET;
     config.session.max_tunnels = 4;
-    let mut server = Session::new(Arc::new(config), now0, [3; 32]);
+    let config = Arc::new(config);
+    let mut server = Session::new(Arc::clone(&config), test_context(), now0, [3; 32]);
     let mut client = ClientSession::new(&test_client_config(true, test_token(UID, now0, 1)), now0, [4; 32]);
     // Handshake for real (it is plaintext; verification is bypassed in fuzzing builds anyway).
     if let Some(b) = client.poll_transmit() {
@@ -50,7 +52,9 @@ fuzz_target!(|ops: Vec<Op>| {
     let mut now = now0;
     let mut next_index = 1i32;
     let mut closed = false;
-    let mut open = HashSet::new();
+    let mut open = HashMap::new();
+    let mut ever: Vec<TunnelId> = Vec::new();
+    let pick = |ever: &[TunnelId], n: u8| ever.get(usize::from(n) % ever.len().max(1)).copied();
     for op in ops {
         match op {
             Op::Packet { module, seq, obj, index_delta, compress, data } => {
@@ -70,16 +74,24 @@ fuzz_target!(|ops: Vec<Op>| {
                 server.handle_bytes(now, &frame);
             }
             Op::Bytes(b) => server.handle_bytes(now, &b),
-            Op::Reply { kind, oid, index, len } => {
-                let key = TunnelKey { kind: if kind { TunnelKind::ROOM } else { TunnelKind::PLAYER }, oid };
-                let msg = TunnelMessage { data: vec![7u8; usize::from(len)].into(), module: 3, seq: 1, index, ..Default::default() };
-                server.handle_tunnel(now, key, msg);
+            Op::Reply { tunnel, index, len } => {
+                if let Some(id) = pick(&ever, tunnel) {
+                    let msg = TunnelMessage { data: vec![7u8; usize::from(len)].into(), module: 3, seq: 1, index, ..Default::default() };
+                    server.handle_tunnel(now, id, msg);
+                }
             }
             Op::Push { len } => {
-                server.push(now, &PushBody { data: vec![1u8; usize::from(len)].into(), r#mod: 3, seq: 2, ..Default::default() });
+                let body = PushBody { data: vec![1u8; usize::from(len)].into(), r#mod: 3, seq: 2, ..Default::default() };
+                if let Ok(push) = PushPacket::encode(&body, &config) {
+                    server.push(now, &push);
+                }
             }
             Op::PushPacket(p) => {
-                server.push_packet(now, &p);
+                // Arbitrary bytes as a push body's data.
+                let body = PushBody { data: p.into(), r#mod: 4, seq: 1, ..Default::default() };
+                if let Ok(push) = PushPacket::encode(&body, &config) {
+                    server.push(now, &push);
+                }
             }
             Op::Advance(ms) => {
                 now = now + Duration::from_millis(u64::from(ms) * 10);
@@ -92,10 +104,11 @@ fuzz_target!(|ops: Vec<Op>| {
                     while let Some(ClientEvent::Packet(_) | ClientEvent::Established { .. } | ClientEvent::Closed(_)) = client.poll_event() {}
                 }
             }
-            Op::TunnelClosed { kind, oid } => {
-                let key = TunnelKey { kind: if kind { TunnelKind::ROOM } else { TunnelKind::PLAYER }, oid };
-                open.remove(&key);
-                server.handle_tunnel_closed(now, key);
+            Op::TunnelClosed { tunnel } => {
+                if let Some(id) = pick(&ever, tunnel) {
+                    open.remove(&id);
+                    server.handle_tunnel_closed(now, id);
+                }
             }
             Op::Drain => server.drain(now),
             Op::Close => server.close(now, CloseReason::AdminKickOut),
@@ -103,10 +116,17 @@ fuzz_target!(|ops: Vec<Op>| {
         while let Some(event) = server.poll_event() {
             assert!(!closed, "event after Closed: {event:?}");
             match event {
-                Event::OpenTunnel(key) => assert!(open.insert(key), "opened twice: {key:?}"),
-                Event::CloseTunnel(key) => assert!(open.remove(&key), "closed unopened: {key:?}"),
-                Event::Forward { key, message } => {
-                    assert!(open.contains(&key));
+                Event::OpenTunnel(t) => {
+                    assert!(!ever.contains(&t.id), "id reused: {:?}", t.id);
+                    assert!(open.values().all(|k| *k != t.key), "opened twice: {:?}", t.key);
+                    ever.push(t.id);
+                    open.insert(t.id, t.key);
+                }
+                Event::CloseTunnel(id) => assert!(open.remove(&id).is_some(), "closed unopened: {id:?}"),
+                Event::Forward { tunnel, message } => {
+                    let key = open.get(&tunnel).copied();
+                    assert!(key.is_some(), "forward on unopened {tunnel:?}");
+                    let Some(key) = key else { continue };
                     if key.kind == TunnelKind::PLAYER {
                         assert_eq!((key.oid, message.obj), (UID, UID), "player tunnels are the session's own");
                     }

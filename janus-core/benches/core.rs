@@ -30,7 +30,7 @@ use janus_core::{
     client::{ClientSession, Outgoing},
     crypto::{EphemeralKey, SigningKey},
     session::{Event, Session, TunnelMessage},
-    testing::{test_client_config, test_server_config, test_token},
+    testing::{test_client_config, test_context, test_server_config, test_token},
     token::TokenKey,
 };
 
@@ -48,7 +48,7 @@ fn established() -> (Session, ClientSession) {
     let mut config = test_server_config(true);
     config.session.compress_threshold = usize::MAX; // measure the plain path
     config.session.outbound_budget = usize::MAX;
-    let mut server = Session::new(Arc::new(config), t0(), [1; 32]);
+    let mut server = Session::new(Arc::new(config), test_context(), t0(), [1; 32]);
     let mut client = ClientSession::new(
         &test_client_config(true, test_token(1, t0(), 1)),
         t0(),
@@ -112,7 +112,7 @@ fn run_packet_path(
             for frame in frames {
                 server.handle_buf(t0(), frame);
                 while let Some(event) = server.poll_event() {
-                    if let Event::Forward { key, message } = event {
+                    if let Event::Forward { tunnel, message } = event {
                         let reply = TunnelMessage {
                             data: message.data,
                             module: message.module,
@@ -121,7 +121,7 @@ fn run_packet_path(
                             obj: message.obj,
                             ..Default::default()
                         };
-                        server.handle_tunnel(t0(), key, reply);
+                        server.handle_tunnel(t0(), tunnel, reply);
                     }
                 }
                 // What a socket write would take, without copying it out.
@@ -182,7 +182,8 @@ fn handshake(c: &mut Criterion) {
                     .collect();
                 let start = Instant::now();
                 for frame in &frames {
-                    let mut server = Session::new(Arc::clone(&config), t0(), [4; 32]);
+                    let mut server =
+                        Session::new(Arc::clone(&config), test_context(), t0(), [4; 32]);
                     server.handle_bytes(t0(), frame);
                     black_box(server.poll_event());
                     black_box(server.poll_transmit());

@@ -37,6 +37,7 @@ pub mod crypto;
 pub mod frame;
 pub mod handshake;
 pub mod limit;
+pub mod login;
 pub mod replay;
 pub mod route;
 pub mod session;

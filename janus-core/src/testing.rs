@@ -44,7 +44,7 @@ use crate::{
     config::{ServerConfig, ServerCredentials},
     crypto::SigningKey,
     handshake::ClientKeys,
-    session::{Event, Session},
+    session::{ConnectionContext, Event, Session},
     token::TokenKey,
 };
 
@@ -101,6 +101,16 @@ pub fn test_client_config(encrypted: bool, token: String) -> ClientConfig {
     ClientConfig::new(keys, token)
 }
 
+/// A connection context for tests: client `192.0.2.7:40001` (a documentation address),
+/// gateway `10.0.0.1:9100`, worker id 16 (the first TCP connection).
+pub fn test_context() -> ConnectionContext {
+    ConnectionContext {
+        peer: std::net::SocketAddr::from(([192, 0, 2, 7], 40001)),
+        gateway: "10.0.0.1:9100".into(),
+        worker_id: 16,
+    }
+}
+
 /// A client and a server session wired back to back on virtual time (quinn's `Pair`).
 #[derive(Debug)]
 pub struct Pair {
@@ -119,7 +129,7 @@ impl Pair {
     /// Connects at `now`; nothing is exchanged until [`drive`](Self::drive).
     pub fn new(config: Arc<ServerConfig>, client: &ClientConfig, now: Time) -> Self {
         Self {
-            server: Session::new(config, now, [7; 32]),
+            server: Session::new(config, test_context(), now, [7; 32]),
             client: ClientSession::new(client, now, [9; 32]),
             now,
             server_events: Vec::new(),

@@ -20,7 +20,7 @@ use janus_core::{
     Time,
     client::{ClientSession, Outgoing},
     session::{Event, Session, TunnelMessage},
-    testing::{test_client_config, test_server_config, test_token},
+    testing::{test_client_config, test_context, test_server_config, test_token},
 };
 
 struct Counting;
@@ -53,7 +53,7 @@ fn forwarding_allocates_at_most_the_output_buffer() {
     let now = Time::from_unix_secs(1_700_000_000);
     let mut config = test_server_config(true);
     config.session.compress_threshold = usize::MAX;
-    let mut server = Session::new(Arc::new(config), now, [1; 32]);
+    let mut server = Session::new(Arc::new(config), test_context(), now, [1; 32]);
     let mut client = ClientSession::new(
         &test_client_config(true, test_token(1, now, 1)),
         now,
@@ -86,7 +86,7 @@ fn forwarding_allocates_at_most_the_output_buffer() {
         for frame in frames {
             server.handle_bytes(now, frame);
             while let Some(event) = server.poll_event() {
-                if let Event::Forward { key, message } = event {
+                if let Event::Forward { tunnel, message } = event {
                     forwarded += 1;
                     let reply = TunnelMessage {
                         data: message.data,
@@ -95,7 +95,7 @@ fn forwarding_allocates_at_most_the_output_buffer() {
                         index: message.index,
                         ..Default::default()
                     };
-                    server.handle_tunnel(now, key, reply);
+                    server.handle_tunnel(now, tunnel, reply);
                 }
             }
             drop(server.poll_transmit().unwrap());

@@ -8,6 +8,7 @@
 //! * [`bench`]: the `janus-bench` load generator.
 
 pub mod bench;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod demo;

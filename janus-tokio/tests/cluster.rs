@@ -12,6 +12,8 @@ mod common;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
+use janus_core::route::Backend;
+use janus_core::route::route_key;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,9 +23,9 @@ use janus_proto::{
     message::{ScServerLogout, sc_server_logout::Code as LogoutCode},
 };
 use janus_tokio::{
-    cluster::redis::{BROADCAST_CHANNEL, RedisConfig, RedisTables, route_key},
+    cluster::redis::{BROADCAST_CHANNEL, RedisConfig, RedisTables},
     demo::{DemoBackend, DemoConfig, DemoHandle},
-    gateway::{BackendSpec, Gateway},
+    gateway::Gateway,
 };
 use prost::Message as _;
 use redis_server::RedisServer;
@@ -38,9 +40,9 @@ fn redis_config(server: &RedisServer) -> RedisConfig {
 }
 
 async fn gateway(redis: &RedisServer, backends: &[&DemoHandle]) -> Gateway {
-    let specs: Vec<BackendSpec> = backends
+    let specs: Vec<Backend> = backends
         .iter()
-        .map(|d| BackendSpec {
+        .map(|d| Backend {
             addr: d.addr().to_string(),
             weight: 1,
             color: None,

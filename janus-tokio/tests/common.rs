@@ -10,6 +10,7 @@
     clippy::indexing_slicing
 )]
 
+use janus_core::route::Backend;
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
@@ -23,7 +24,7 @@ use janus_core::{
 use janus_proto::{gate::intra::v1::AuthToken, packet::Packet};
 use janus_tokio::{
     demo::{DemoBackend, DemoConfig, DemoHandle},
-    gateway::{BackendSpec, Gateway, GatewaySettings, WsSettings},
+    gateway::{Gateway, GatewaySettings, WsSettings},
 };
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -34,7 +35,7 @@ use tokio_tungstenite::tungstenite::Message;
 pub const WAIT: Duration = Duration::from_secs(5);
 
 pub fn now() -> Time {
-    janus_tokio::gateway::clock::now()
+    janus_tokio::clock::now()
 }
 
 static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -60,7 +61,7 @@ pub fn token(uid: i64, color: &str) -> String {
 pub fn settings(backend: SocketAddr) -> GatewaySettings {
     let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let mut backends = BTreeMap::new();
-    let spec = vec![BackendSpec {
+    let spec = vec![Backend {
         addr: backend.to_string(),
         weight: 1,
         color: None,
@@ -83,6 +84,10 @@ pub fn settings(backend: SocketAddr) -> GatewaySettings {
         admission: Default::default(),
         shutdown_grace: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(1),
+        balancer: Default::default(),
+        breaker: Default::default(),
+        grpc_timeout: Duration::from_secs(5),
+        http_timeout: Duration::from_secs(5),
         redis: None,
         service: "janus.gate.interface".into(),
         gate_ttl: Duration::from_secs(600),

@@ -10,6 +10,7 @@
     clippy::indexing_slicing
 )]
 
+use janus_core::route::Backend;
 use std::{
     collections::BTreeMap,
     net::TcpListener,
@@ -18,11 +19,8 @@ use std::{
 };
 
 use etcd_client::{Client, GetOptions, PutOptions};
-use janus_tokio::{
-    cluster::etcd::{
-        DiscoveryOptions, EtcdConfig, ServiceInstance, discover_with, register, register_with_ttl,
-    },
-    gateway::BackendSpec,
+use janus_tokio::cluster::etcd::{
+    DiscoveryOptions, EtcdConfig, ServiceInstance, discover_with, register, register_with_ttl,
 };
 use tokio::{sync::watch, time::Instant};
 
@@ -161,7 +159,7 @@ async fn wait_until<F: AsyncFnMut() -> bool>(what: &str, mut cond: F) -> Duratio
     start.elapsed()
 }
 
-async fn wait_for_set(rx: &mut watch::Receiver<Vec<BackendSpec>>, addrs: &[&str]) -> Duration {
+async fn wait_for_set(rx: &mut watch::Receiver<Vec<Backend>>, addrs: &[&str]) -> Duration {
     let start = Instant::now();
     let want: Vec<String> = addrs.iter().map(|a| (*a).to_owned()).collect();
     let got = tokio::time::timeout(
@@ -178,7 +176,7 @@ async fn wait_for_set(rx: &mut watch::Receiver<Vec<BackendSpec>>, addrs: &[&str]
     start.elapsed()
 }
 
-fn addrs(rx: &watch::Receiver<Vec<BackendSpec>>) -> Vec<String> {
+fn addrs(rx: &watch::Receiver<Vec<Backend>>) -> Vec<String> {
     rx.borrow().iter().map(|b| b.addr.clone()).collect()
 }
 
@@ -287,7 +285,7 @@ fn start_discovery(
     etcd: &Etcd,
     hold_down: Duration,
 ) -> (
-    watch::Receiver<Vec<BackendSpec>>,
+    watch::Receiver<Vec<Backend>>,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {

@@ -446,7 +446,7 @@ async fn players_on_a_dead_backend_move_to_a_live_one_once_its_breaker_opens() {
     let other_addr = other.addr();
     let rig = Rig::start_with(|s| {
         let player = s.backends.get_mut("player").unwrap();
-        player.push(janus_tokio::gateway::BackendSpec {
+        player.push(janus_core::route::Backend {
             addr: other_addr.to_string(),
             weight: 1,
             color: None,

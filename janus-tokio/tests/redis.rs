@@ -10,11 +10,12 @@
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
+use janus_core::route::route_key;
 use std::time::{Duration, Instant};
 
 use janus_proto::broadcaster::service::push::v1::{PushBody, PushMessage};
 use janus_tokio::cluster::redis::{
-    BROADCAST_CHANNEL, RedisConfig, RedisError, RedisTables, route_key, run_subscriber,
+    BROADCAST_CHANNEL, RedisConfig, RedisError, RedisTables, run_subscriber,
 };
 use redis_server::RedisServer;
 use tokio::sync::{mpsc, oneshot, watch};

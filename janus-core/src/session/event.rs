@@ -1,9 +1,16 @@
 //! What a session hands to its adapter.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use janus_proto::{player, room};
 
-use crate::{CloseReason, handshake::Identity, route::TunnelKey};
+use super::ConnectionContext;
+use crate::{
+    CloseReason,
+    handshake::Identity,
+    route::{OidRule, TunnelKey},
+};
 
 /// One packet on a tunnel, in either direction: the union of the player and room
 /// `TunnelRequest`/`TunnelResponse` fields (spec §4.4). The conn/frag fields travel on
@@ -22,6 +29,64 @@ pub struct TunnelMessage {
     pub frag_index: i32,
 }
 
+/// A tunnel of one session, numbered by the session in the order it opens them and never
+/// reused, so an input for a tunnel the session has since closed (a late reply, the close of a
+/// stream it already replaced) is recognised as stale and ignored by the core.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct TunnelId(pub(crate) u64);
+
+impl TunnelId {
+    /// The number, for logs and maps.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Which message types a tunnel carries (spec §4.4): player-like kinds use
+/// `player.intra.v1.TunnelRequest/Response`, object kinds (room, ...) the room ones, which add
+/// the KCP `conn_id`/`frag_*` fields.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum TunnelLayout {
+    /// Fields 1..=6.
+    Player,
+    /// Fields 1..=10.
+    Room,
+}
+
+impl TunnelLayout {
+    /// The layout of a kind with oid rule `rule`.
+    pub const fn of(rule: OidRule) -> Self {
+        match rule {
+            OidRule::SessionUid => Self::Player,
+            OidRule::Object => Self::Room,
+        }
+    }
+}
+
+/// Everything an adapter needs to open a tunnel: which backend service (kind, colour, oid for
+/// the sticky route table), the gRPC method, the message layout and the stream metadata.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct OpenTunnel {
+    /// The session's name for this tunnel: [`Event::Forward`], [`Event::CloseTunnel`],
+    /// [`Session::handle_tunnel`](super::Session::handle_tunnel) and
+    /// [`Session::handle_tunnel_closed`](super::Session::handle_tunnel_closed) use it.
+    pub id: TunnelId,
+    /// Kind and oid.
+    pub key: TunnelKey,
+    /// The kind's name (`player`, `room`, ...): which backend set serves it.
+    pub kind: Arc<str>,
+    /// How the kind derives its oid: player-like kinds may be moved off a dead backend.
+    pub rule: OidRule,
+    /// The session colour: only backends of this colour may serve it.
+    pub color: String,
+    /// `/<kind>.intra.v1.TunnelService/Tunnel`.
+    pub method: Arc<str>,
+    /// Which message types go on the stream.
+    pub layout: TunnelLayout,
+    /// The stream's request metadata (`x-md-global-*`), see [`metadata`].
+    pub metadata: Vec<(&'static str, String)>,
+}
+
 /// Something the adapter must act on, drained with [`Session::poll_event`](super::Session::poll_event).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -30,19 +95,62 @@ pub enum Event {
     /// the session (uid → connection, gate route table) and may [`close`](super::Session::close)
     /// it if that fails.
     Authenticated(Identity),
-    /// Open the backend stream for `key` (choose a backend, send the `x-md-global-*` metadata).
-    /// Always precedes the first [`Forward`](Event::Forward) on that key.
-    OpenTunnel(TunnelKey),
-    /// Send `message` on the tunnel `key`.
+    /// Open a backend stream as described. Always precedes the first [`Forward`](Event::Forward)
+    /// on that tunnel.
+    OpenTunnel(Box<OpenTunnel>),
+    /// Send `message` on tunnel `tunnel`.
     Forward {
-        key: TunnelKey,
+        tunnel: TunnelId,
         message: TunnelMessage,
     },
-    /// Close the tunnel `key` (half-close the stream).
-    CloseTunnel(TunnelKey),
+    /// Close the tunnel (half-close the stream); the session has already answered what was
+    /// pending on it.
+    CloseTunnel(TunnelId),
     /// The session is over: write out what [`poll_transmit`](super::Session::poll_transmit)
     /// still returns, then close the connection. No event follows.
     Closed(CloseReason),
+}
+
+/// The `x-md-global-*` request metadata of a tunnel (spec §4.4): built once per tunnel from the
+/// session's identity, the tunnel's oid and the connection's context.
+pub mod metadata {
+    use super::{ConnectionContext, Identity};
+
+    /// The tunnel's oid, decimal.
+    pub const OID: &str = "x-md-global-oid";
+    /// The session uid (token `account_id`), decimal.
+    pub const UID: &str = "x-md-global-uid";
+    /// The session's server id, decimal.
+    pub const SID: &str = "x-md-global-sid";
+    /// The token status (1 = GATE; roma refuses anything else), decimal.
+    pub const STATUS: &str = "x-md-global-status";
+    /// The token colour.
+    pub const COLOR: &str = "x-md-global-color";
+    /// The client's `ip:port`.
+    pub const CLIENT_IP: &str = "x-md-global-client-ip";
+    /// `<gateway endpoint>#<worker id>`.
+    pub const REFERER: &str = "x-md-global-referer";
+    /// The same as [`REFERER`] (roma compares it to decide whether to reuse an actor).
+    pub const GATE_REFERER: &str = "x-md-global-gate-referer";
+
+    /// The eight headers, in upstream's order.
+    pub fn build(
+        identity: &Identity,
+        oid: i64,
+        context: &ConnectionContext,
+    ) -> Vec<(&'static str, String)> {
+        let referer = format!("{}#{}", context.gateway, context.worker_id);
+        vec![
+            (OID, oid.to_string()),
+            (UID, identity.uid.to_string()),
+            (SID, identity.sid.to_string()),
+            (STATUS, identity.status.to_string()),
+            (COLOR, identity.color.clone()),
+            (CLIENT_IP, context.peer.to_string()),
+            (REFERER, referer.clone()),
+            (GATE_REFERER, referer),
+        ]
+    }
 }
 
 /// Player tunnel messages have no conn/frag fields; room ones carry all of them.

@@ -17,7 +17,7 @@ use crate::{
     config::ServerConfig,
     handshake::ClientHandshakeError,
     limit::RateLimit,
-    route::TunnelKind,
+    route::{TunnelKey, TunnelKind},
     testing::{Pair, test_client_config, test_server_config, test_token},
 };
 
@@ -84,6 +84,27 @@ fn packets(events: Vec<ClientEvent>) -> Vec<Packet> {
         .collect()
 }
 
+/// The key of an [`Event::OpenTunnel`].
+fn opened(event: &Event) -> Option<TunnelKey> {
+    match event {
+        Event::OpenTunnel(open) => Some(open.key),
+        _ => None,
+    }
+}
+
+/// The id of the open tunnel for `key` (what an adapter remembers from `OpenTunnel`).
+fn tunnel(p: &Pair, key: TunnelKey) -> TunnelId {
+    match &p.server.state {
+        State::Established(link) => link
+            .tunnels
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.id)
+            .expect("tunnel open"),
+        _ => panic!("not established"),
+    }
+}
+
 fn closed_with(events: &[Event]) -> Option<CloseReason> {
     events.iter().find_map(|e| match e {
         Event::Closed(r) => Some(*r),
@@ -111,20 +132,51 @@ fn handshake_then_request_and_reply() {
         index: 1,
         ..Default::default()
     };
+    let Event::OpenTunnel(open) = &events[0] else {
+        panic!("{events:?}")
+    };
     assert_eq!(
-        events,
-        vec![
-            Event::OpenTunnel(player(UID)),
-            Event::Forward {
-                key: player(UID),
-                message: forwarded
-            }
+        (open.key, &*open.kind, &*open.method),
+        (
+            player(UID),
+            "player",
+            "/player.intra.v1.TunnelService/Tunnel"
+        )
+    );
+    assert_eq!(
+        (open.layout, open.color.as_str()),
+        (TunnelLayout::Player, "local")
+    );
+    let headers: Vec<(&str, &str)> = open
+        .metadata
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            ("x-md-global-oid", "10001"),
+            ("x-md-global-uid", "10001"),
+            ("x-md-global-sid", "1"),
+            ("x-md-global-status", "1"),
+            ("x-md-global-color", "local"),
+            ("x-md-global-client-ip", "192.0.2.7:40001"),
+            ("x-md-global-referer", "10.0.0.1:9100#16"),
+            ("x-md-global-gate-referer", "10.0.0.1:9100#16"),
         ]
     );
+    assert_eq!(
+        events[1],
+        Event::Forward {
+            tunnel: open.id,
+            message: forwarded
+        }
+    );
+    assert_eq!(events.len(), 2);
 
     p.server.handle_tunnel(
         p.now,
-        player(UID),
+        open.id,
         TunnelMessage {
             data: Bytes::from_static(b"pong"),
             data_version: 3,
@@ -151,7 +203,7 @@ fn handshake_then_request_and_reply() {
     // the second packet on the same tunnel opens nothing new
     send(&mut p, 3, 1, UID, b"x");
     assert!(
-        matches!(&p.take_server_events()[..], [Event::Forward { key, message }] if *key == player(UID) && message.index == 2)
+        matches!(&p.take_server_events()[..], [Event::Forward { tunnel, message }] if *tunnel == open.id && message.index == 2)
     );
 }
 
@@ -173,18 +225,20 @@ fn room_packets_use_obj_and_carry_fragments() {
         .unwrap();
     p.drive();
     let events = p.take_server_events();
-    assert_eq!(events[0], Event::OpenTunnel(room(42)));
+    let Event::OpenTunnel(open) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!((open.key, open.layout), (room(42), TunnelLayout::Room));
+    assert_eq!(open.metadata[0], ("x-md-global-oid", "42".to_owned()));
     assert!(
-        matches!(&events[1], Event::Forward { key, message } if *key == room(42) && message.obj == 42)
+        matches!(&events[1], Event::Forward { tunnel, message } if *tunnel == open.id && message.obj == 42)
     );
 
     // obj 0 on a room module means the session uid, as upstream (room list, create room)
     send(&mut p, 6, 3, 0, b"");
     let events = p.take_server_events();
-    assert_eq!(events[0], Event::OpenTunnel(room(UID)));
-    assert!(
-        matches!(&events[1], Event::Forward { key, message } if *key == room(UID) && message.obj == UID)
-    );
+    assert_eq!(opened(&events[0]), Some(room(UID)));
+    assert!(matches!(&events[1], Event::Forward { message, .. } if message.obj == UID));
     assert_eq!(p.server.state(), SessionState::Established);
 }
 
@@ -309,9 +363,10 @@ fn large_replies_go_out_compressed_and_oversized_ones_become_errors() {
     let index = send(&mut p, 3, 1, 0, b"");
     let big = Bytes::from(vec![b'z'; 200_000]);
     let sent_before = p.server_sent;
+    let id = tunnel(&p, player(UID));
     p.server.handle_tunnel(
         p.now,
-        player(UID),
+        id,
         TunnelMessage {
             data: big.clone(),
             module: 3,
@@ -341,7 +396,7 @@ fn large_replies_go_out_compressed_and_oversized_ones_become_errors() {
         .collect();
     p.server.handle_tunnel(
         p.now,
-        player(UID),
+        id,
         TunnelMessage {
             data: noise.into(),
             module: 3,
@@ -356,41 +411,113 @@ fn large_replies_go_out_compressed_and_oversized_ones_become_errors() {
     assert_eq!(p.server.state(), SessionState::Established);
 }
 
+fn encode_push(body: &PushBody) -> PushPacket {
+    PushPacket::encode(body, &test_server_config(true)).unwrap()
+}
+
 #[test]
 fn pushes_carry_index_zero() {
     let mut p = pair();
-    assert!(p.server.push(
-        p.now,
-        &PushBody {
-            data: Bytes::from_static(b"hi"),
-            data_version: 9,
-            obj: 5,
-            r#mod: 4,
-            seq: 1
-        }
-    ));
-    let encoded = Packet {
-        data: Bytes::from_static(b"all"),
-        r#mod: 1,
-        seq: 9,
-        ..Default::default()
-    }
-    .encode_to_vec();
-    assert!(p.server.push_packet(p.now, &encoded));
+    let push = encode_push(&PushBody {
+        data: Bytes::from_static(b"hi"),
+        data_version: 9,
+        obj: 5,
+        r#mod: 4,
+        seq: 1,
+    });
+    assert_eq!(p.server.push(p.now, &push), PushOutcome::Queued);
     p.drive();
     let got = packets(p.take_client_events());
-    assert_eq!(got.len(), 2);
+    assert_eq!(got.len(), 1);
     assert_eq!(
         (
             &got[0].data[..],
             got[0].index,
             got[0].data_version,
             got[0].obj,
-            got[0].r#mod
+            got[0].r#mod,
+            got[0].compress
         ),
-        (&b"hi"[..], 0, 9, 5, 4)
+        (&b"hi"[..], 0, 9, 5, 4, false)
     );
-    assert_eq!((&got[1].data[..], got[1].index), (&b"all"[..], 0));
+}
+
+/// One rule for every push, whichever path (push, multicast, broadcast) delivers it: the Go
+/// gateway's packet, uncompressed, as long as it fits the client's frame limit; compressed when
+/// only that makes it fit; refused when nothing does.
+#[test]
+fn pushes_follow_one_encoding_rule() {
+    let config = test_server_config(true);
+    let body = |data: Vec<u8>| PushBody {
+        data: data.into(),
+        r#mod: 3,
+        seq: 2,
+        obj: 7,
+        data_version: 1,
+    };
+    // What the Go gateway sends: Packet{mod, seq, obj, data, data_version}, nothing else.
+    let small = body(vec![b'a'; 12_000]);
+    let go = Packet {
+        data: small.data.clone(),
+        data_version: 1,
+        obj: 7,
+        r#mod: 3,
+        seq: 2,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let encoded = PushPacket::encode(&small, &config).unwrap();
+    assert_eq!(
+        encoded.as_bytes(),
+        &go[..],
+        "above the reply compression threshold, still as Go sends it"
+    );
+    assert!(!encoded.is_compressed());
+
+    // Too large for a 16 KiB frame, but compressible: compressed (clients inflate replies too).
+    let big = PushPacket::encode(&body(vec![b'b'; 100_000]), &config).unwrap();
+    assert!(big.is_compressed() && big.as_bytes().len() < 16_384);
+
+    // Too large and incompressible: refused, with the sizes.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..20_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    assert!(matches!(
+        PushPacket::encode(&body(noise), &config),
+        Err(PushError::TooLarge { max: 16_384, .. })
+    ));
+
+    // Every session receives the same packet; only the sealing differs.
+    let mut a = pair();
+    let mut b = pair_with(test_server_config(true));
+    for p in [&mut a, &mut b] {
+        assert_eq!(p.server.push(p.now, &big), PushOutcome::Queued);
+        p.drive();
+        let got = packets(p.take_client_events());
+        assert_eq!(
+            got[0].data,
+            Bytes::from(vec![b'b'; 100_000]),
+            "inflated by the client"
+        );
+        assert_eq!(got[0].index, 0);
+    }
+    // A session still handshaking takes nothing.
+    let mut fresh = Pair::new(
+        Arc::new(test_server_config(true)),
+        &test_client_config(true, test_token(UID, t0(), 9)),
+        t0(),
+    );
+    assert_eq!(
+        fresh.server.push(fresh.now, &big),
+        PushOutcome::NotEstablished
+    );
+    fresh.drive();
 }
 
 #[test]
@@ -511,14 +638,14 @@ fn a_client_that_does_not_read_is_evicted() {
     config.session.outbound_budget = 64 * 1024;
     let mut p = pair_with(config);
     let _ = p.server.poll_transmit();
-    let body = PushBody {
+    let body = encode_push(&PushBody {
         data: Bytes::from(vec![1u8; 1000]),
         r#mod: 3,
         seq: 2,
         ..Default::default()
-    };
+    });
     let mut pushed = 0;
-    while p.server.push(p.now, &body) {
+    while p.server.push(p.now, &body) == PushOutcome::Queued {
         pushed += 1;
         assert!(p.server.pending_transmit() <= 64 * 1024 + 2048);
     }
@@ -556,6 +683,7 @@ fn draining_delivers_in_flight_replies_then_logs_out() {
     let mut p = pair();
     p.take_server_events();
     let index = send(&mut p, 3, 1, 0, b"");
+    let id = tunnel(&p, player(UID));
     p.take_server_events();
     p.server.drain(p.now);
     assert_eq!(p.server.state(), SessionState::Draining);
@@ -568,7 +696,7 @@ fn draining_delivers_in_flight_replies_then_logs_out() {
     );
     p.server.handle_tunnel(
         p.now,
-        player(UID),
+        id,
         TunnelMessage {
             data: Bytes::from_static(b"late"),
             module: 3,
@@ -614,19 +742,45 @@ fn tunnels_reopen_after_ending_and_the_oldest_is_evicted() {
     send(&mut p, 6, 1, 1, b"");
     p.advance(Duration::from_millis(1));
     send(&mut p, 6, 1, 2, b"");
+    let second = tunnel(&p, room(2));
     p.advance(Duration::from_millis(1));
     send(&mut p, 6, 1, 1, b"");
     p.take_server_events();
     send(&mut p, 6, 1, 3, b"");
     let events = p.take_server_events();
-    assert_eq!(
-        events[..2],
-        [Event::CloseTunnel(room(2)), Event::OpenTunnel(room(3))]
-    );
+    assert_eq!(events[0], Event::CloseTunnel(second));
+    assert_eq!(opened(&events[1]), Some(room(3)));
+    let third = tunnel(&p, room(3));
+    assert!(third > second, "ids are never reused");
 
-    p.server.handle_tunnel_closed(p.now, room(3));
+    p.server.handle_tunnel_closed(p.now, third);
     send(&mut p, 6, 1, 3, b"");
-    assert_eq!(p.take_server_events()[0], Event::OpenTunnel(room(3)));
+    let events = p.take_server_events();
+    assert_eq!(opened(&events[0]), Some(room(3)));
+    let reopened = tunnel(&p, room(3));
+    assert_ne!(reopened, third);
+
+    // the late end of the first stream for room 3 does not touch the new one
+    p.take_client_events();
+    p.server.handle_tunnel_closed(p.now, third);
+    p.server.handle_tunnel(
+        p.now,
+        third,
+        TunnelMessage {
+            data: Bytes::from_static(b"stale"),
+            module: 6,
+            seq: 1,
+            index: 99,
+            ..Default::default()
+        },
+    );
+    p.drive();
+    assert!(p.take_server_events().is_empty());
+    assert!(
+        packets(p.take_client_events()).is_empty(),
+        "a stale tunnel's message is dropped"
+    );
+    assert_eq!(tunnel(&p, room(3)), reopened, "still open");
 }
 
 #[test]
@@ -634,13 +788,14 @@ fn kicks_send_their_logout_code() {
     let mut p = pair();
     p.take_server_events();
     send(&mut p, 3, 1, 0, b"");
+    let id = tunnel(&p, player(UID));
     p.take_server_events();
     p.server.close(p.now, CloseReason::ConflictingLogin);
     p.drive();
     assert_eq!(
         p.take_server_events(),
         vec![
-            Event::CloseTunnel(player(UID)),
+            Event::CloseTunnel(id),
             Event::Closed(CloseReason::ConflictingLogin)
         ]
     );
@@ -652,7 +807,16 @@ fn kicks_send_their_logout_code() {
     // closing again, or any input after, produces nothing
     p.server.close(p.now, CloseReason::Banned);
     p.server.handle_bytes(p.now, b"\0\0\0\x01x");
-    assert!(!p.server.push(p.now, &PushBody::default()));
+    assert_eq!(
+        p.server.push(
+            p.now,
+            &encode_push(&PushBody {
+                r#mod: 3,
+                ..Default::default()
+            })
+        ),
+        PushOutcome::NotEstablished
+    );
     assert_eq!(p.server.poll_event(), None);
     assert_eq!(p.server.poll_transmit(), None);
 }
@@ -709,7 +873,8 @@ proptest! {
         p.drive();
         let mut last_frame = None;
         let mut closed = false;
-        let mut open = std::collections::HashSet::new();
+        let mut open = std::collections::HashMap::new();
+        let mut next_id: u64 = 1;
         for op in ops {
             match op {
                 Op::Send { module, obj, len, compress } => {
@@ -721,21 +886,32 @@ proptest! {
                 }
                 Op::Garbage(bytes) => p.server.handle_bytes(p.now, &bytes),
                 Op::Replay => if let Some(f) = &last_frame { p.server.handle_bytes(p.now, f) },
-                Op::Reply { index, len } => p.server.handle_tunnel(p.now, player(UID), TunnelMessage { data: vec![index as u8; len].into(), module: 3, seq: 1, index, ..Default::default() }),
-                Op::Push(len) => { p.server.push(p.now, &PushBody { data: vec![0u8; len].into(), r#mod: 3, seq: 2, ..Default::default() }); }
+                Op::Reply { index, len } => p.server.handle_tunnel(p.now, TunnelId(next_id.saturating_sub(1)), TunnelMessage { data: vec![index as u8; len].into(), module: 3, seq: 1, index, ..Default::default() }),
+                Op::Push(len) => {
+                    if let Ok(push) = PushPacket::encode(&PushBody { data: vec![0u8; len].into(), r#mod: 3, seq: 2, ..Default::default() }, &test_server_config(true)) {
+                        p.server.push(p.now, &push);
+                    }
+                }
                 Op::Advance(ms) => { p.now = p.now + Duration::from_millis(ms); p.server.handle_timeout(p.now); }
                 Op::Flush => { let _ = p.server.poll_transmit(); }
-                Op::TunnelClosed => p.server.handle_tunnel_closed(p.now, player(UID)),
+                Op::TunnelClosed => p.server.handle_tunnel_closed(p.now, TunnelId(next_id.saturating_sub(1))),
                 Op::Drain => p.server.drain(p.now),
                 Op::Kick => p.server.close(p.now, CloseReason::AdminKickOut),
             }
             while let Some(event) = p.server.poll_event() {
                 prop_assert!(!closed, "event after Closed: {event:?}");
                 match event {
-                    Event::OpenTunnel(key) => { prop_assert!(open.insert(key)); }
-                    Event::CloseTunnel(key) => { prop_assert!(open.remove(&key)); }
-                    Event::Forward { key, message } => {
-                        prop_assert!(open.contains(&key), "forward on unopened {key:?}");
+                    Event::OpenTunnel(t) => {
+                        prop_assert_eq!(t.id, TunnelId(next_id), "ids in order, never reused");
+                        next_id += 1;
+                        prop_assert!(open.values().all(|k| *k != t.key), "one tunnel per key");
+                        open.insert(t.id, t.key);
+                    }
+                    Event::CloseTunnel(id) => { prop_assert!(open.remove(&id).is_some()); }
+                    Event::Forward { tunnel, message } => {
+                        let key = open.get(&tunnel).copied();
+                        prop_assert!(key.is_some(), "forward on unopened {tunnel:?}");
+                        let key = key.unwrap_or(player(UID));
                         prop_assert!(key.kind != TunnelKind::PLAYER || (key.oid == UID && message.obj == UID));
                     }
                     Event::Closed(_) => closed = true,
@@ -744,7 +920,7 @@ proptest! {
             }
             // a tunnel the adapter was told ended is no longer open
             if matches!(p.server.state(), SessionState::Established | SessionState::Draining) {
-                open.retain(|k| p.server_tunnel_open(*k));
+                open.retain(|id, _| p.server_tunnel_open(*id));
             }
             prop_assert!(p.server.pending_transmit() <= budget + 1024, "{} buffered", p.server.pending_transmit());
             if let Some(deadline) = p.server.poll_timeout() {
@@ -759,13 +935,13 @@ proptest! {
 }
 
 trait TunnelOpen {
-    fn server_tunnel_open(&self, key: TunnelKey) -> bool;
+    fn server_tunnel_open(&self, id: TunnelId) -> bool;
 }
 
 impl TunnelOpen for Pair {
-    fn server_tunnel_open(&self, key: TunnelKey) -> bool {
+    fn server_tunnel_open(&self, id: TunnelId) -> bool {
         match &self.server.state {
-            State::Established(link) => link.tunnels.iter().any(|t| t.key == key),
+            State::Established(link) => link.tunnels.iter().any(|t| t.id == id),
             _ => false,
         }
     }
@@ -802,10 +978,11 @@ fn owned_buffers_and_borrowed_transmit_behave_like_the_copying_calls() {
         .collect();
     assert_eq!(forwarded, vec![1, 2, 3]);
 
+    let id = tunnel(&p, player(UID));
     for index in 1..=3 {
         p.server.handle_tunnel(
             p.now,
-            player(UID),
+            id,
             TunnelMessage {
                 data: Bytes::from_static(b"r"),
                 module: 3,
@@ -840,9 +1017,10 @@ fn requests_pending_on_a_failed_tunnel_are_answered_with_errors() {
     let first = send(&mut p, 3, 1, 0, b"a");
     let second = send(&mut p, 4, 2, 0, b"b");
     // the backend answers the first, then its stream dies
+    let id = tunnel(&p, player(UID));
     p.server.handle_tunnel(
         p.now,
-        player(UID),
+        id,
         TunnelMessage {
             data: Bytes::from_static(b"ok"),
             module: 3,
@@ -851,7 +1029,7 @@ fn requests_pending_on_a_failed_tunnel_are_answered_with_errors() {
             ..Default::default()
         },
     );
-    p.server.handle_tunnel_closed(p.now, player(UID));
+    p.server.handle_tunnel_closed(p.now, id);
     p.drive();
     let got = packets(p.take_client_events());
     assert_eq!(got.len(), 2);
@@ -864,7 +1042,7 @@ fn requests_pending_on_a_failed_tunnel_are_answered_with_errors() {
     );
     // the session goes on, and the next packet reopens the tunnel
     send(&mut p, 3, 1, 0, b"c");
-    assert_eq!(p.take_server_events()[0], Event::OpenTunnel(player(UID)));
+    assert_eq!(opened(&p.take_server_events()[0]), Some(player(UID)));
 }
 
 #[test]
@@ -875,7 +1053,8 @@ fn pending_requests_stay_bounded_when_a_backend_never_answers() {
     for _ in 0..10 {
         send(&mut p, 3, 1, 0, b"");
     }
-    p.server.handle_tunnel_closed(p.now, player(UID));
+    let id = tunnel(&p, player(UID));
+    p.server.handle_tunnel_closed(p.now, id);
     p.drive();
     let got = packets(p.take_client_events());
     assert_eq!(

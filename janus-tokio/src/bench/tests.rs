@@ -14,8 +14,8 @@ use janus_core::{
     Time,
     config::ServerConfig,
     crypto::SigningKey,
-    session::{Event, Session, TunnelMessage},
-    testing::{TEST_SERVER_CERT_SEED, test_server_config},
+    session::{Event, PushPacket, Session, TunnelMessage},
+    testing::{TEST_SERVER_CERT_SEED, test_context, test_server_config},
 };
 use janus_proto::broadcaster::service::push::v1::PushBody;
 use tokio::{
@@ -56,7 +56,7 @@ async fn accept(listener: TcpListener, config: Arc<ServerConfig>, behaviour: Ser
     let mut seed = 0u8;
     while let Ok((stream, _)) = listener.accept().await {
         seed = seed.wrapping_add(1);
-        let session = Session::new(Arc::clone(&config), now(), [seed; 32]);
+        let session = Session::new(Arc::clone(&config), test_context(), now(), [seed; 32]);
         if behaviour.ws {
             tokio::spawn(serve_ws(stream, session, behaviour));
         } else {
@@ -71,7 +71,7 @@ fn drive(session: &mut Session, behaviour: ServerBehaviour) -> bool {
     let mut closed = false;
     while let Some(event) = session.poll_event() {
         match event {
-            Event::Forward { key, message } => {
+            Event::Forward { tunnel, message } => {
                 let reply = TunnelMessage {
                     data: message.data,
                     module: message.module,
@@ -80,7 +80,7 @@ fn drive(session: &mut Session, behaviour: ServerBehaviour) -> bool {
                     obj: message.obj,
                     ..Default::default()
                 };
-                session.handle_tunnel(now(), key, reply);
+                session.handle_tunnel(now(), tunnel, reply);
             }
             Event::Authenticated(_) if behaviour.push_on_login => {
                 // The SCHandshake is queued first, so the push follows it on the wire.
@@ -90,7 +90,10 @@ fn drive(session: &mut Session, behaviour: ServerBehaviour) -> bool {
                     seq: 2,
                     ..Default::default()
                 };
-                session.push(now(), &body);
+                let config = test_server_config(behaviour.encrypted);
+                if let Ok(push) = PushPacket::encode(&body, &config) {
+                    session.push(now(), &push);
+                }
             }
             Event::Closed(_) => closed = true,
             _ => {}

@@ -10,7 +10,7 @@
 //!
 //! # Keys
 //!
-//! Every table uses [`route_key`]: `r_<name>_{<color>}_{<id>}`. The gate table is
+//! Every table uses janus-core's [`route_key`](janus_core::route::route_key): `r_<name>_{<color>}_{<id>}`. The gate table is
 //! `janus.gate.interface` keyed by uid with the gate's gRPC endpoint as value; the player table is
 //! `roma.player.service` keyed by oid with the roma node's address. The braces are Redis Cluster hash
 //! tags (one slot per colour), kept for compatibility even though this client is standalone-only.
@@ -55,6 +55,7 @@
 //! Redis Cluster (`data.redis.cluster: true` upstream) is out of scope for now: this module talks
 //! to one standalone server (or a proxy in front of a cluster). TLS and Sentinel are not supported.
 
+mod route_store;
 mod subscriber;
 
 use std::{future::Future, time::Duration};
@@ -66,6 +67,7 @@ use ::redis::{
 use janus_proto::broadcaster::service::push::v1::PushMessage;
 use prost::Message as _;
 
+pub use self::route_store::RedisRouteStore;
 pub use self::subscriber::{PING_INTERVAL, RECONNECT_MAX, RECONNECT_MIN, run_subscriber};
 
 /// The channel the roma broadcaster publishes broadcasts to (spec §5.2); the other channel a gateway
@@ -77,12 +79,6 @@ pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default per-call timeout (upstream `data.redis.read_timeout` / `write_timeout`): a slow Redis
 /// must not stall handshakes or tunnel creation for longer than this.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// `r_<name>_{<color>}_{<id>}` (spec §4.1), e.g. `r_janus.gate.interface_{local}_{10001}`.
-#[must_use]
-pub fn route_key(name: &str, color: &str, id: i64) -> String {
-    format!("r_{name}_{{{color}}}_{{{id}}}")
-}
 
 /// Where and how to reach Redis (upstream `data.redis`).
 #[derive(Clone)]

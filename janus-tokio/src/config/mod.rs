@@ -65,9 +65,9 @@ use serde_yaml::Value;
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
 pub use schema::{
-    AdmissionLimits, BackendEntry, Compress, Data, Demo, Etcd, GrpcServer, HttpServer, KcpServer,
-    Label, Limits, Log, OidRuleName, RateLimitConfig, Redis, Routes, Secret, Server, SessionLimits,
-    TcpServer, Trace, WsServer,
+    AdmissionLimits, BackendEntry, BalancerName, BreakerSettings, Compress, Data, Demo, Etcd,
+    GrpcServer, HttpServer, KcpServer, Label, Limits, Log, OidRuleName, RateLimitConfig, Redis,
+    Routes, Secret, Server, SessionLimits, TcpServer, Trace, WsServer,
 };
 pub use secrets::{load_certificate_key, load_client_signing_key};
 

@@ -20,7 +20,7 @@ use janus_core::{
         DEFAULT_MAX_HANDSHAKES,
     },
     replay::DEFAULT_REPLAY_CAPACITY,
-    route::OidRule,
+    route::{BreakerConfig, OidRule},
 };
 use serde::{
     Deserialize, Deserializer,
@@ -406,6 +406,64 @@ pub struct Routes {
     pub kinds: BTreeMap<String, OidRuleName>,
     /// Module id → kind name, overriding the built-in mapping (`7: team`, `6: player`).
     pub modules: BTreeMap<i32, String>,
+    /// How a new tunnel's backend is chosen when the route table has no placement for its oid.
+    /// Default `wrr`.
+    pub balancer: BalancerName,
+    /// When a backend stops getting new tunnels after failing to open them.
+    pub breaker: BreakerSettings,
+}
+
+/// `routes.balancer`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BalancerName {
+    /// Smooth weighted round-robin over the backend weights, as upstream (nginx's algorithm).
+    #[default]
+    Wrr,
+    /// Power of two choices: of two backends drawn at random (weight > 0), the one with fewer
+    /// tunnels open from this gateway. Spreads load by what backends actually carry.
+    LeastLoaded,
+}
+
+/// `routes.breaker`: see `janus_core::route::BreakerConfig`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// Consecutive failed tunnel opens that take a backend out of placement. Default 5.
+    #[serde(deserialize_with = "scalar")]
+    pub failure_threshold: u32,
+    /// How long it stays out after the first trip. Default `10s`.
+    #[serde(deserialize_with = "duration")]
+    pub cool_down: Duration,
+    /// Longest stay out (the cool-down doubles after each failed probe). Default `300s`.
+    #[serde(deserialize_with = "duration")]
+    pub max_cool_down: Duration,
+    /// How long a probe may go unanswered before another is allowed. Default `30s`.
+    #[serde(deserialize_with = "duration")]
+    pub probe_timeout: Duration,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        let d = BreakerConfig::default();
+        BreakerSettings {
+            failure_threshold: d.failure_threshold,
+            cool_down: d.cool_down,
+            max_cool_down: d.max_cool_down,
+            probe_timeout: d.probe_timeout,
+        }
+    }
+}
+
+impl From<BreakerSettings> for BreakerConfig {
+    fn from(s: BreakerSettings) -> Self {
+        BreakerConfig {
+            failure_threshold: s.failure_threshold,
+            cool_down: s.cool_down,
+            max_cool_down: s.max_cool_down,
+            probe_timeout: s.probe_timeout,
+        }
+    }
 }
 
 /// How a tunnel kind finds its oid.
@@ -414,7 +472,7 @@ pub struct Routes {
 pub enum OidRuleName {
     /// Like `player`: the oid is the session uid; a packet may only name its own uid.
     Player,
-    /// Like `room`: the oid is the packet's `obj`, which must be non-zero.
+    /// Like `room`: the oid is the packet's `obj` (0 means the session uid, as upstream).
     Object,
 }
 

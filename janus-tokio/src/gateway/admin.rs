@@ -1,14 +1,14 @@
 //! Admin HTTP: `/metrics` (Prometheus text), `/healthz` (the process is up), `/readyz` (taking
 //! connections: listeners bound and not shutting down).
 
-use std::{convert::Infallible, sync::Arc, sync::atomic::Ordering};
+use std::{convert::Infallible, sync::Arc, sync::atomic::Ordering, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{
     Request, Response, StatusCode, body::Incoming, server::conn::http1, service::service_fn,
 };
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::watch};
 use tracing::debug;
 
@@ -45,10 +45,13 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
-/// Serves admin HTTP on `listener` until `shutdown` turns true.
+/// Serves admin HTTP on `listener` until `shutdown` turns true. A request whose head takes
+/// longer than `timeout` to arrive (`server.http.timeout`; zero: no limit) is dropped, so idle or
+/// trickling admin connections cannot pile up.
 pub async fn serve(
     shared: Arc<Shared>,
     listener: TcpListener,
+    timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -65,9 +68,11 @@ pub async fn serve(
                 let response = route(&shared, &req);
                 async move { Ok::<_, Infallible>(response) }
             });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let mut http = http1::Builder::new();
+            if !timeout.is_zero() {
+                http.timer(TokioTimer::new()).header_read_timeout(timeout);
+            }
+            let _ = http.serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }

@@ -18,24 +18,23 @@
 //! is down **fails open** (the session is served; the renewal loop writes the entry once Redis
 //! is back). Failures are counted (`janus_redis_errors_total`).
 
-use std::{sync::Arc, sync::atomic::Ordering, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use janus_core::CloseReason;
-use janus_proto::{
-    broadcaster::service::push::v1::{PushBody, PushMessage},
-    message::{ScServerLogout, sc_server_logout::Code as LogoutCode},
+use janus_core::{
+    login::{GateRenewal, PushRoute, SUPERSEDED, gate_login, gate_renewal, kick_message},
+    route::route_key,
 };
-use prost::Message as _;
+use janus_proto::broadcaster::service::push::v1::PushMessage;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::{
     Shared,
-    connection::ConnCmd,
-    push::{broadcast, deliver_to_uid},
+    command::ConnCmd,
+    push::{broadcast, deliver_to_uid, encode},
     registry::Registry,
 };
-use crate::cluster::redis::{RedisTables, route_key};
+use crate::cluster::redis::RedisTables;
 
 /// Sessions renewed per pipelined round trip.
 const RENEW_BATCH: usize = 512;
@@ -51,23 +50,6 @@ pub struct GateTable {
     pub ttl: Duration,
 }
 
-fn logout_body(code: LogoutCode) -> PushBody {
-    PushBody {
-        data: ScServerLogout { code: code as i32 }.encode_to_vec().into(),
-        r#mod: 1,
-        seq: 4,
-        ..Default::default()
-    }
-}
-
-/// Whether a pushed body is the cross-gateway kick.
-fn is_kick(body: &PushBody) -> bool {
-    body.r#mod == 1
-        && body.seq == 4
-        && ScServerLogout::decode(body.data.clone())
-            .is_ok_and(|l| l.code() == LogoutCode::ConflictingLogin)
-}
-
 impl GateTable {
     fn key(&self, color: &str, uid: i64) -> String {
         route_key(&self.service, color, uid)
@@ -80,23 +62,19 @@ impl GateTable {
         let key = self.key(color, uid);
         tokio::spawn(async move {
             match this.tables.set_ex_get(&key, &this.endpoint, this.ttl).await {
-                Ok(Some(previous)) if previous != this.endpoint => {
-                    debug!(uid, %previous, "uid was held by another gateway: kicking it there");
-                    let kick = PushMessage {
-                        bodies: vec![logout_body(LogoutCode::ConflictingLogin)],
-                        uids: vec![uid],
-                        ..Default::default()
-                    };
-                    if let Err(e) = this.tables.publish(&previous, &kick).await {
-                        warn!(uid, %previous, error = %e, "could not publish the kick");
-                        shared.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+                Ok(previous) => {
+                    if let Some(other) = gate_login(previous.as_deref(), &this.endpoint) {
+                        debug!(uid, %other, "uid was held by another gateway: kicking it there");
+                        if let Err(e) = this.tables.publish(other, &kick_message(uid)).await {
+                            warn!(uid, %other, error = %e, "could not publish the kick");
+                            shared.metrics.inc(&shared.metrics.redis_errors);
+                        }
                     }
                 }
-                Ok(_) => {}
                 Err(e) => {
                     // Fail open: serve the session; the renewal loop writes the entry later.
                     debug!(uid, error = %e, "gate table write failed");
-                    shared.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+                    shared.metrics.inc(&shared.metrics.redis_errors);
                 }
             }
         });
@@ -114,7 +92,7 @@ impl GateTable {
                 .await
                 .is_err()
             {
-                shared.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.inc(&shared.metrics.redis_errors);
             }
         });
     }
@@ -156,36 +134,39 @@ impl GateTable {
                 Ok(r) => r,
                 Err(e) => {
                     debug!(error = %e, "gate table renewal failed");
-                    shared.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+                    shared.metrics.inc(&shared.metrics.redis_errors);
                     return;
                 }
             };
             for ((uid, handle), ((key, _), ok)) in chunk.iter().zip(entries.iter().zip(renewed)) {
-                if ok {
-                    continue;
-                }
-                match self.tables.get(key).await {
-                    // Missing (Redis restarted or lost it): ours again.
-                    Ok(None) => {
+                let stored = if ok {
+                    None
+                } else {
+                    match self.tables.get(key).await {
+                        Ok(stored) => stored,
+                        Err(_) => {
+                            shared.metrics.inc(&shared.metrics.redis_errors);
+                            continue;
+                        }
+                    }
+                };
+                match gate_renewal(ok, stored.as_deref(), &self.endpoint) {
+                    GateRenewal::Renewed => {}
+                    // Redis restarted or lost it: ours again.
+                    GateRenewal::Reassert => {
                         if self
                             .tables
                             .set_nx_ex(key, &self.endpoint, self.ttl)
                             .await
                             .is_err()
                         {
-                            shared.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+                            shared.metrics.inc(&shared.metrics.redis_errors);
                         }
                     }
-                    // Another gateway holds the uid now: this session is the older login.
-                    Ok(Some(other)) if other != self.endpoint => {
+                    GateRenewal::Superseded => {
                         shared.metrics.inc(&shared.metrics.kicks_conflicting_login);
-                        let _ =
-                            Registry::offer(handle, ConnCmd::Close(CloseReason::ConflictingLogin));
-                        debug!(uid, %other, "session superseded by a login elsewhere");
-                    }
-                    Ok(Some(_)) => {}
-                    Err(_) => {
-                        shared.metrics.redis_errors.fetch_add(1, Ordering::Relaxed);
+                        let _ = Registry::offer(handle, ConnCmd::Close(SUPERSEDED));
+                        debug!(uid, "session superseded by a login elsewhere");
                     }
                 }
             }
@@ -205,30 +186,33 @@ pub async fn deliver_loop(
 
 fn deliver(shared: &Shared, channel: &str, message: PushMessage) {
     let metrics = &shared.metrics;
-    // No uids is how the Go broadcaster sends a broadcast (without the flag).
-    if message.broadcast || message.uids.is_empty() {
-        broadcast(shared, &message.color, message.sid, &message.bodies);
-        return;
-    }
-    if message.bodies.iter().any(is_kick) {
-        for uid in &message.uids {
-            match shared.registry.get(*uid) {
-                Some(handle) => {
-                    metrics.inc(&metrics.kicks_conflicting_login);
-                    let _ = Registry::offer(&handle, ConnCmd::Close(CloseReason::ConflictingLogin));
+    match PushRoute::of(&message) {
+        PushRoute::Broadcast => {
+            let pushes = encode(shared, &message.bodies);
+            broadcast(shared, &message.color, message.sid, &pushes);
+        }
+        PushRoute::Kick => {
+            for uid in &message.uids {
+                match shared.registry.get(*uid) {
+                    Some(handle) => {
+                        metrics.inc(&metrics.kicks_conflicting_login);
+                        let _ = Registry::offer(&handle, ConnCmd::Close(SUPERSEDED));
+                    }
+                    None => metrics.inc(&metrics.push_unknown_uid),
                 }
-                None => metrics.inc(&metrics.push_unknown_uid),
             }
         }
-        return;
+        PushRoute::Uids => {
+            metrics.inc(if message.uids.len() == 1 {
+                &metrics.pushes
+            } else {
+                &metrics.multicasts
+            });
+            let pushes = encode(shared, &message.bodies);
+            for uid in &message.uids {
+                deliver_to_uid(shared, *uid, &pushes);
+            }
+            debug!(channel, "push message delivered");
+        }
     }
-    metrics.inc(if message.uids.len() == 1 {
-        &metrics.pushes
-    } else {
-        &metrics.multicasts
-    });
-    for uid in &message.uids {
-        deliver_to_uid(shared, *uid, &message.bodies);
-    }
-    debug!(channel, "push message delivered");
 }

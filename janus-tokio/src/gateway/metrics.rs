@@ -8,36 +8,7 @@ use std::{
     sync::atomic::{AtomicI64, AtomicU64, Ordering},
 };
 
-use janus_core::CloseReason;
-
-/// Every close reason, for the per-reason counter (kept in sync with `CloseReason::as_str`).
-const CLOSE_REASONS: &[CloseReason] = &[
-    CloseReason::HandshakeTimeout,
-    CloseReason::MalformedFrame,
-    CloseReason::MalformedPacket,
-    CloseReason::UnexpectedHandshakeSeq,
-    CloseReason::EmptyToken,
-    CloseReason::TimestampSkew,
-    CloseReason::InvalidToken,
-    CloseReason::TokenExpired,
-    CloseReason::TokenReplayed,
-    CloseReason::BadSignature,
-    CloseReason::BadKeyLength,
-    CloseReason::LowOrderPoint,
-    CloseReason::IdleTimeout,
-    CloseReason::DecryptFailed,
-    CloseReason::IndexMismatch,
-    CloseReason::DecompressFailed,
-    CloseReason::ObjectNotOwned,
-    CloseReason::RateLimited,
-    CloseReason::SlowConsumer,
-    CloseReason::ConflictingLogin,
-    CloseReason::AdminKickOut,
-    CloseReason::Banned,
-    CloseReason::Shutdown,
-    CloseReason::ServerError,
-    CloseReason::PeerClosed,
-];
+use janus_core::{CloseReason, session::SessionStats};
 
 /// The gateway's counters and gauges.
 #[derive(Debug, Default)]
@@ -49,7 +20,7 @@ pub struct Metrics {
     pub connections_open: AtomicI64,
     pub sessions_authenticated: AtomicU64,
     pub sessions_open: AtomicI64,
-    closed: [AtomicU64; 32],
+    closed: [AtomicU64; CloseReason::ALL.len()],
     pub packets_in: AtomicU64,
     pub packets_out: AtomicU64,
     pub bytes_in: AtomicU64,
@@ -65,6 +36,7 @@ pub struct Metrics {
     pub push_unknown_uid: AtomicU64,
     pub push_delivered: AtomicU64,
     pub push_dropped: AtomicU64,
+    pub push_too_large: AtomicU64,
     pub kicks_conflicting_login: AtomicU64,
     pub redis_errors: AtomicU64,
 }
@@ -79,22 +51,69 @@ impl Metrics {
         inc(counter);
     }
 
+    /// Adds `n` to `counter`.
+    pub fn add(&self, counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Counts a session's end by reason.
     pub fn closed(&self, reason: CloseReason) {
-        if let Some(i) = CLOSE_REASONS.iter().position(|r| *r == reason) {
-            if let Some(c) = self.closed.get(i) {
-                inc(c);
-            }
+        if let Some(c) = self.closed.get(reason.index()) {
+            inc(c);
         }
     }
 
     /// Sessions closed for `reason` so far (tests and logs).
     pub fn closed_count(&self, reason: CloseReason) -> u64 {
-        CLOSE_REASONS
-            .iter()
-            .position(|r| *r == reason)
-            .and_then(|i| self.closed.get(i))
+        self.closed
+            .get(reason.index())
             .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// What a session moved since it was last exported.
+    pub fn session_moved(&self, delta: &SessionStats) {
+        for (counter, n) in [
+            (&self.packets_in, delta.packets_in),
+            (&self.packets_out, delta.packets_out),
+            (&self.bytes_in, delta.bytes_in),
+            (&self.bytes_out, delta.bytes_out),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A connection task started.
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection task ended.
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A session authenticated.
+    pub fn session_opened(&self) {
+        inc(&self.sessions_authenticated);
+        self.sessions_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An authenticated session ended.
+    pub fn session_closed(&self) {
+        self.sessions_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A tunnel was opened for a session.
+    pub fn tunnel_opened(&self) {
+        inc(&self.tunnels_opened);
+        self.tunnels_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A session's tunnel is gone.
+    pub fn tunnel_closed(&self) {
+        self.tunnels_open.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition (version 0.0.4).
@@ -135,7 +154,7 @@ impl Metrics {
             "Handshakes that succeeded.",
             &[("", get(&self.sessions_authenticated))],
         );
-        let closed: Vec<(String, u64)> = CLOSE_REASONS
+        let closed: Vec<(String, u64)> = CloseReason::ALL
             .iter()
             .enumerate()
             .map(|(i, r)| {
@@ -197,7 +216,7 @@ impl Metrics {
         counter(
             &mut out,
             "janus_tunnel_overflow_total",
-            "Sessions closed because a tunnel's queue to the backend was full.",
+            "Sessions closed because a tunnel's queue to the backend was full (backend_backpressure).",
             &[("", get(&self.tunnel_overflow))],
         );
         counter(
@@ -221,6 +240,12 @@ impl Metrics {
             "janus_push_delivered_total",
             "Push packets handed to sessions.",
             &[("", get(&self.push_delivered))],
+        );
+        counter(
+            &mut out,
+            "janus_push_too_large_total",
+            "Push bodies no client could receive: over the frame limit even compressed.",
+            &[("", get(&self.push_too_large))],
         );
         counter(
             &mut out,
@@ -286,7 +311,6 @@ mod tests {
 
     #[test]
     fn every_close_reason_has_a_slot_and_renders() {
-        assert!(CLOSE_REASONS.len() <= 32);
         let m = Metrics::default();
         m.closed(CloseReason::IndexMismatch);
         m.inc(&m.connections_tcp);

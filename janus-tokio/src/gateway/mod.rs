@@ -1,11 +1,13 @@
-//! The gateway: listeners, connections, tunnels, pushes, admin HTTP, graceful shutdown.
+//! The gateway: listeners, connections, tunnels, pushes, cluster state, admin HTTP, graceful
+//! shutdown. Every protocol decision is janus-core's; this module does the IO around it.
 //!
 //! ```text
-//! TCP / WS listener ─► admission ─► connection task (socket + janus-core Session)
-//!                                    ├─ OpenTunnel/Forward ─► tunnel task (tonic bidi stream)
-//!                                    ├─ Authenticated ─► Registry (uid → connection)
-//!                                    ◄─ replies, pushes, kicks, drain (ConnCmd)
-//! PushService (gRPC) ─► Registry ─► connection tasks
+//! listener ─► admission ─► connection task (socket + janus-core Session)
+//!                           ├─ OpenTunnel/Forward/CloseTunnel ─► tunnel task (tonic bidi stream)
+//!                           ├─ Authenticated ─► Registry (uid → connection), gate table
+//!                           ◄─ replies, pushes, kicks, drain (ConnCmd)
+//! PushService (gRPC), Redis subscriber ─► push ─► Registry ─► connection tasks
+//! etcd discovery ─► Backends (sets, route table, breakers, channels)
 //! admin HTTP: /metrics /healthz /readyz
 //! ```
 //!
@@ -15,11 +17,12 @@
 
 pub mod admin;
 pub mod backends;
-pub mod clock;
+pub mod command;
 pub mod connection;
 #[cfg(feature = "etcd")]
 pub mod discovery;
 pub mod gate;
+pub mod listener;
 pub mod mailbox;
 pub mod metrics;
 pub mod push;
@@ -28,8 +31,7 @@ pub mod settings;
 pub mod tunnel;
 
 use std::{
-    collections::BTreeMap,
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     sync::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -40,80 +42,20 @@ use std::{
 use anyhow::Context as _;
 use janus_core::{
     config::ServerConfig,
-    limit::{Admission, AdmissionConfig},
+    limit::Admission,
+    session::{Transport, WorkerIds},
 };
 use janus_proto::broadcaster::service::push::v1::push_service_server::PushServiceServer;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
-use tokio_tungstenite::tungstenite::{
-    handshake::server::{ErrorResponse, Request, Response},
-    http::StatusCode,
-    protocol::WebSocketConfig,
-};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-pub use self::backends::BackendSpec;
 use self::{backends::Backends, metrics::Metrics, registry::Registry};
-
-/// How long a WebSocket upgrade may take (upstream: the HTTP server's 5 s read timeout).
-const WS_UPGRADE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The WebSocket listener's settings.
-#[derive(Debug, Clone)]
-pub struct WsSettings {
-    pub addr: SocketAddr,
-    /// The only path served, e.g. `/ws`.
-    pub path: String,
-    /// Allowed `Origin` values; empty (or containing `*`) allows any origin and none.
-    pub allowed_origins: Vec<String>,
-}
-
-/// Everything the gateway needs, resolved from the config file.
-#[derive(Debug, Clone)]
-pub struct GatewaySettings {
-    pub core: Arc<ServerConfig>,
-    pub tcp: Option<SocketAddr>,
-    pub ws: Option<WsSettings>,
-    pub http: Option<SocketAddr>,
-    pub grpc: SocketAddr,
-    /// The advertised gRPC `host:port` (identity); derived from `grpc` when `None`.
-    pub advertise: Option<String>,
-    /// Tunnel kind name → backends.
-    pub backends: BTreeMap<String, Vec<BackendSpec>>,
-    /// TTL of sticky route-table entries.
-    pub route_ttl: Duration,
-    pub admission: AdmissionConfig,
-    /// How long shutdown waits for sessions to drain.
-    pub shutdown_grace: Duration,
-    /// Backend connect timeout.
-    pub connect_timeout: Duration,
-    /// Redis (`data.redis`): route tables and pushes between gateways. `None` keeps the tables
-    /// in memory.
-    pub redis: Option<crate::cluster::redis::RedisConfig>,
-    /// `label.service`: the gate table's name.
-    pub service: String,
-    /// TTL of gate-table entries (`data.gateway_route_table_alive_duration`).
-    pub gate_ttl: Duration,
-    /// etcd registration and discovery (needs the `etcd` feature). `None` keeps the backends
-    /// static.
-    pub etcd: Option<EtcdSettings>,
-}
-
-/// etcd settings, resolved from the config.
-#[derive(Debug, Clone)]
-pub struct EtcdSettings {
-    pub endpoints: Vec<String>,
-    pub username: String,
-    pub password: String,
-    /// Tunnel kind → discovered backend service (`roma.player.service`, ...).
-    pub services: BTreeMap<String, String>,
-    /// What this gateway registers as: `label.service`, `label.version`, `label.profile`,
-    /// `label.color` (also the colour of the backends it discovers).
-    pub name: String,
-    pub version: String,
-    pub profile: String,
-    pub color: String,
-}
+pub use self::{
+    listener::advertised_endpoint,
+    settings::{EtcdSettings, GatewaySettings, WsSettings},
+};
+use crate::cluster::redis::{BROADCAST_CHANNEL, RedisRouteStore, RedisTables, run_subscriber};
 
 /// State shared by every task of a gateway.
 #[derive(Debug)]
@@ -126,10 +68,9 @@ pub struct Shared {
     pub gate: Option<Arc<gate::GateTable>>,
     admission: Mutex<Admission>,
     /// The advertised gRPC endpoint: the gateway's identity in referers and route tables.
-    pub endpoint: String,
+    pub endpoint: Arc<str>,
     next_conn_id: AtomicU64,
-    tcp_workers: AtomicU64,
-    ws_workers: AtomicU64,
+    worker_ids: WorkerIds,
     pub draining: AtomicBool,
     /// Turns true when the gateway starts draining.
     drain: watch::Receiver<bool>,
@@ -142,14 +83,9 @@ impl Shared {
         self.admission.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Worker ids as upstream numbers them (spec §1.5): per-listener counter << 4 | transport.
-    fn next_wid(&self, ws: bool) -> u64 {
-        let counter = if ws {
-            &self.ws_workers
-        } else {
-            &self.tcp_workers
-        };
-        (counter.fetch_add(1, Ordering::Relaxed) + 1) << 4 | u64::from(ws)
+    /// A number unique per connection for the gateway's life (the registry's owner check).
+    fn next_conn_id(&self) -> u64 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
 }
 
@@ -175,46 +111,52 @@ pub struct Gateway {
     registration: Option<crate::cluster::etcd::Registration>,
 }
 
+async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {what} {addr}"))?;
+    let bound = listener.local_addr()?;
+    Ok((listener, bound))
+}
+
 impl Gateway {
     /// Binds every listener and starts serving.
     pub async fn start(settings: GatewaySettings) -> anyhow::Result<Gateway> {
-        let grpc_listener = TcpListener::bind(settings.grpc)
-            .await
-            .with_context(|| format!("binding gRPC {}", settings.grpc))?;
-        let grpc_addr = grpc_listener.local_addr()?;
-        let endpoint = settings
+        let (grpc_listener, grpc_addr) = bind("gRPC", settings.grpc).await?;
+        let endpoint: Arc<str> = settings
             .advertise
             .clone()
-            .unwrap_or_else(|| advertised_endpoint(grpc_addr));
+            .unwrap_or_else(|| advertised_endpoint(grpc_addr))
+            .into();
         // Redis, when configured, must answer at start-up (a misconfiguration should stop the
         // gateway, not degrade it silently); afterwards an outage only degrades it.
         let tables = match &settings.redis {
             Some(cfg) => Some(
-                crate::cluster::redis::RedisTables::connect(cfg)
+                RedisTables::connect(cfg)
                     .await
                     .with_context(|| format!("connecting to Redis at {}", cfg.addr))?,
             ),
             None => None,
         };
-        let backends = match &tables {
-            Some(tables) => Backends::with_store(
-                &settings.backends,
-                settings.route_ttl,
-                settings.connect_timeout,
-                Arc::new(RedisRouteStore(tables.clone())),
-                BTreeMap::new(),
-            )?,
-            None => Backends::new(
-                &settings.backends,
-                settings.route_ttl,
-                settings.connect_timeout,
-            )?,
-        };
-        let gate = tables.clone().map(|tables| {
+        let mut backends = Backends::new(
+            &settings.backends,
+            settings.route_ttl,
+            settings.connect_timeout,
+        )?
+        .with_balancer(settings.balancer)
+        .with_breaker(settings.breaker);
+        if let Some(tables) = &tables {
+            backends = backends.with_store(Arc::new(RedisRouteStore(tables.clone())));
+        }
+        if let Some(etcd) = &settings.etcd {
+            // The route-table keys name the discovered service (`r_<service>_{…}_{…}`).
+            backends = backends.with_services(etcd.services.clone());
+        }
+        let gate = tables.map(|tables| {
             Arc::new(gate::GateTable {
                 tables,
                 service: settings.service.clone(),
-                endpoint: endpoint.clone(),
+                endpoint: endpoint.to_string(),
                 ttl: settings.gate_ttl,
             })
         });
@@ -228,6 +170,7 @@ impl Gateway {
         }
         let (drain_tx, drain_rx) = watch::channel(false);
         let (stop_tx, stop_rx) = watch::channel(false);
+        let ws = settings.ws.as_ref();
         let shared = Arc::new(Shared {
             core: Arc::clone(&settings.core),
             registry: Registry::default(),
@@ -237,20 +180,11 @@ impl Gateway {
             admission: Mutex::new(Admission::new(settings.admission)),
             endpoint,
             next_conn_id: AtomicU64::new(1),
-            tcp_workers: AtomicU64::new(0),
-            ws_workers: AtomicU64::new(0),
+            worker_ids: WorkerIds::default(),
             draining: AtomicBool::new(false),
             drain: drain_rx.clone(),
-            allowed_origins: settings
-                .ws
-                .as_ref()
-                .map(|w| w.allowed_origins.clone())
-                .unwrap_or_default(),
-            ws_path: settings
-                .ws
-                .as_ref()
-                .map(|w| w.path.clone())
-                .unwrap_or_else(|| "/ws".into()),
+            allowed_origins: ws.map(|w| w.allowed_origins.clone()).unwrap_or_default(),
+            ws_path: ws.map_or_else(|| "/ws".into(), |w| w.path.clone()),
         });
 
         let mut tasks = Vec::new();
@@ -260,89 +194,63 @@ impl Gateway {
             http: None,
             grpc: grpc_addr,
         };
-        if let Some(addr) = settings.tcp {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding TCP {addr}"))?;
-            addrs.tcp = Some(listener.local_addr()?);
-            tasks.push(tokio::spawn(accept_loop(
-                Arc::clone(&shared),
-                listener,
-                false,
-                drain_rx.clone(),
-            )));
-        }
-        if let Some(ws) = &settings.ws {
-            let listener = TcpListener::bind(ws.addr)
-                .await
-                .with_context(|| format!("binding WebSocket {}", ws.addr))?;
-            addrs.ws = Some(listener.local_addr()?);
-            tasks.push(tokio::spawn(accept_loop(
-                Arc::clone(&shared),
-                listener,
-                true,
-                drain_rx.clone(),
-            )));
+        let clients = [
+            (settings.tcp, Transport::Tcp),
+            (ws.map(|w| w.addr), Transport::WebSocket),
+        ];
+        for (addr, transport) in clients {
+            let Some(addr) = addr else { continue };
+            let (listener, bound) = bind(&format!("{transport:?}"), addr).await?;
+            match transport {
+                Transport::WebSocket => addrs.ws = Some(bound),
+                _ => addrs.tcp = Some(bound),
+            }
+            let accept =
+                listener::accept_loop(Arc::clone(&shared), listener, transport, drain_rx.clone());
+            tasks.push(tokio::spawn(accept));
         }
         if let Some(addr) = settings.http {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding admin HTTP {addr}"))?;
-            addrs.http = Some(listener.local_addr()?);
-            tasks.push(tokio::spawn(admin::serve(
+            let (listener, bound) = bind("admin HTTP", addr).await?;
+            addrs.http = Some(bound);
+            let admin = admin::serve(
                 Arc::clone(&shared),
                 listener,
+                settings.http_timeout,
                 stop_rx.clone(),
-            )));
+            );
+            tasks.push(tokio::spawn(admin));
         }
         if let (Some(gate), Some(cfg)) = (&gate, &settings.redis) {
             let (push_tx, push_rx) = tokio::sync::mpsc::channel(1024);
             let (up_tx, up_rx) = watch::channel(false);
-            let channels = vec![
-                shared.endpoint.clone(),
-                crate::cluster::redis::BROADCAST_CHANNEL.to_owned(),
-            ];
+            let channels = vec![shared.endpoint.to_string(), BROADCAST_CHANNEL.to_owned()];
             let mut stop = stop_rx.clone();
-            tasks.push(tokio::spawn(crate::cluster::redis::run_subscriber(
+            let stopped = async move { until_true(&mut stop).await };
+            tasks.push(tokio::spawn(run_subscriber(
                 cfg.clone(),
                 channels,
                 push_tx,
                 up_tx,
-                async move {
-                    until_true(&mut stop).await;
-                },
+                stopped,
             )));
             tasks.push(tokio::spawn(gate::deliver_loop(
                 Arc::clone(&shared),
                 push_rx,
             )));
-            tasks.push(tokio::spawn(Arc::clone(gate).renew_loop(
-                Arc::clone(&shared),
-                up_rx,
-                stop_rx.clone(),
-            )));
+            let renew = Arc::clone(gate).renew_loop(Arc::clone(&shared), up_rx, stop_rx.clone());
+            tasks.push(tokio::spawn(renew));
         }
-        let pusher = push::Pusher {
-            shared: Arc::clone(&shared),
-        };
-        let mut stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let incoming = TcpListenerStream::new(grpc_listener);
-            let result = tonic::transport::Server::builder()
-                .add_service(PushServiceServer::new(pusher))
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = result {
-                warn!(error = %e, "gRPC server stopped");
-            }
-        }));
+        tasks.push(tokio::spawn(serve_push(
+            Arc::clone(&shared),
+            grpc_listener,
+            settings.grpc_timeout,
+            stop_rx.clone(),
+        )));
         info!(tcp = ?addrs.tcp, ws = ?addrs.ws, http = ?addrs.http, grpc = %addrs.grpc, endpoint = %shared.endpoint, "gateway started");
         #[cfg(feature = "etcd")]
         let registration = match &settings.etcd {
             Some(etcd) => {
-                let ws_path = settings.ws.as_ref().map_or("/ws", |w| w.path.as_str());
+                let ws_path = ws.map_or("/ws", |w| w.path.as_str());
                 Some(discovery::start(&shared, etcd, &addrs, ws_path, &stop_rx, &mut tasks).await?)
             }
             None => None,
@@ -422,205 +330,30 @@ impl Gateway {
     }
 }
 
-/// The sticky route table in Redis (`r_<service>_{<colour>}_{<oid>}`, spec §4.1).
-#[derive(Debug)]
-struct RedisRouteStore(crate::cluster::redis::RedisTables);
-
-impl backends::RouteStore for RedisRouteStore {
-    fn get<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> futures_util::future::BoxFuture<'a, Result<Option<String>, backends::PickError>> {
-        Box::pin(async move {
-            self.0
-                .get(key)
-                .await
-                .map_err(|e| backends::PickError::Table(e.to_string()))
-        })
-    }
-
-    fn set_nx<'a>(
-        &'a self,
-        key: &'a str,
-        addr: &'a str,
-        ttl: Duration,
-    ) -> futures_util::future::BoxFuture<'a, Result<bool, backends::PickError>> {
-        Box::pin(async move {
-            self.0
-                .set_nx_ex(key, addr, ttl)
-                .await
-                .map_err(|e| backends::PickError::Table(e.to_string()))
-        })
-    }
-
-    fn set<'a>(
-        &'a self,
-        key: &'a str,
-        addr: &'a str,
-        ttl: Duration,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), backends::PickError>> {
-        Box::pin(async move {
-            self.0
-                .set_ex_get(key, addr, ttl)
-                .await
-                .map(|_| ())
-                .map_err(|e| backends::PickError::Table(e.to_string()))
-        })
-    }
-}
-
 /// Resolves once `flag` is true (or its sender is gone). The guard `wait_for` returns is dropped
 /// here, so the future stays `Send`.
 pub(crate) async fn until_true(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|v| *v).await.is_ok();
 }
 
-/// Accepts connections until the gateway drains.
-async fn accept_loop(
+/// The push service on the gRPC port, each call bounded by `timeout` (`server.grpc.timeout`).
+async fn serve_push(
     shared: Arc<Shared>,
     listener: TcpListener,
-    ws: bool,
-    mut drain: watch::Receiver<bool>,
+    timeout: Duration,
+    mut stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = until_true(&mut drain) => return,
-        };
-        let admitted = match shared.admission().try_admit(peer.ip()) {
-            Ok(admitted) => admitted,
-            Err(e) => {
-                debug!(%peer, error = %e, "connection refused by admission control");
-                shared.metrics.inc(&shared.metrics.connections_rejected);
-                continue;
-            }
-        };
-        let wid = shared.next_wid(ws);
-        let shared = Arc::clone(&shared);
-        if ws {
-            shared.metrics.inc(&shared.metrics.connections_ws);
-            tokio::spawn(upgrade_ws(shared, stream, peer, wid, admitted));
-        } else {
-            shared.metrics.inc(&shared.metrics.connections_tcp);
-            tokio::spawn(connection::serve_tcp(shared, stream, peer, wid, admitted));
-        }
+    let pusher = push::Pusher { shared };
+    let incoming = TcpListenerStream::new(listener);
+    let mut server = tonic::transport::Server::builder();
+    if !timeout.is_zero() {
+        server = server.timeout(timeout);
     }
-}
-
-/// Whether a WebSocket `Origin` is allowed. Upstream admits only the literal `*` (so browsers
-/// fail); here an empty list or `*` admits any origin, and a list admits exactly its entries.
-fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
-    if allowed.is_empty() || allowed.iter().any(|a| a == "*") {
-        return true;
-    }
-    origin.is_some_and(|o| allowed.iter().any(|a| a == o))
-}
-
-fn reject(status: StatusCode, why: &str) -> ErrorResponse {
-    let mut response = ErrorResponse::new(Some(why.to_owned()));
-    *response.status_mut() = status;
-    response
-}
-
-async fn upgrade_ws(
-    shared: Arc<Shared>,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    wid: u64,
-    admitted: janus_core::limit::Admitted,
-) {
-    let _ = stream.set_nodelay(true);
-    let check = {
-        let shared = Arc::clone(&shared);
-        #[allow(clippy::result_large_err)] // the callback type is tungstenite's
-        move |req: &Request, response: Response| -> Result<Response, ErrorResponse> {
-            if req.uri().path() != shared.ws_path {
-                return Err(reject(StatusCode::NOT_FOUND, "no such path"));
-            }
-            let origin = req.headers().get("origin").and_then(|v| v.to_str().ok());
-            if !origin_allowed(&shared.allowed_origins, origin) {
-                return Err(reject(StatusCode::FORBIDDEN, "origin not allowed"));
-            }
-            Ok(response)
-        }
-    };
-    // Small buffers: a frame is at most 16 KiB and an idle connection should hold little.
-    let max = shared.core.session.max_frame_len + janus_core::frame::HEADER_LEN;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_write_buffer_size(shared.core.session.outbound_budget.saturating_mul(2))
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max));
-    match tokio::time::timeout(
-        WS_UPGRADE_TIMEOUT,
-        tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config)),
-    )
-    .await
-    {
-        Ok(Ok(ws)) => connection::serve_ws(shared, ws, peer, wid, admitted).await,
-        Ok(Err(e)) => {
-            debug!(%peer, error = %e, "websocket upgrade refused");
-            shared.metrics.inc(&shared.metrics.ws_upgrades_rejected);
-            shared.admission().release(admitted);
-        }
-        Err(_) => {
-            debug!(%peer, "websocket upgrade timed out");
-            shared.metrics.inc(&shared.metrics.ws_upgrades_rejected);
-            shared.admission().release(admitted);
-        }
-    }
-}
-
-/// The gRPC endpoint to advertise: the bound address, or for a wildcard bind the host's first
-/// non-loopback address (from its name's resolution), or loopback as a last resort.
-pub fn advertised_endpoint(bound: SocketAddr) -> String {
-    if !bound.ip().is_unspecified() {
-        return bound.to_string();
-    }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
-    let ip = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), bound.port()))
-        .ok()
-        .and_then(|mut addrs| addrs.find(|a| !a.ip().is_loopback() && !a.ip().is_unspecified()))
-        .map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip());
-    SocketAddr::new(ip, bound.port()).to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn browsers_are_admitted_by_default() {
-        assert!(origin_allowed(&[], Some("https://game.example")));
-        assert!(origin_allowed(&[], None));
-        assert!(origin_allowed(&["*".into()], Some("https://x")));
-        let list = vec!["https://game.example".to_owned()];
-        assert!(origin_allowed(&list, Some("https://game.example")));
-        assert!(!origin_allowed(&list, Some("https://evil.example")));
-        assert!(!origin_allowed(&list, None));
-    }
-
-    #[test]
-    fn wildcard_binds_advertise_a_concrete_address() {
-        assert_eq!(
-            advertised_endpoint("10.1.2.3:9100".parse().unwrap()),
-            "10.1.2.3:9100"
-        );
-        let derived = advertised_endpoint("0.0.0.0:9100".parse().unwrap());
-        assert!(
-            derived.ends_with(":9100") && !derived.starts_with("0.0.0.0"),
-            "{derived}"
-        );
+    let result = server
+        .add_service(PushServiceServer::new(pusher))
+        .serve_with_incoming_shutdown(incoming, async move { until_true(&mut stop).await })
+        .await;
+    if let Err(e) = result {
+        warn!(error = %e, "gRPC server stopped");
     }
 }

@@ -1,24 +1,21 @@
-//! `broadcaster.service.push.v1.PushService` on the gateway's gRPC port: backends push to one
-//! uid, a list of uids, or everyone of a colour and sid. Pushes carry index 0; a broadcast is
-//! serialized once and only sealed per session.
+//! `broadcaster.service.push.v1.PushService` on the gateway's gRPC port, and the delivery shared
+//! with the Redis subscriber: backends push to one uid, a list of uids, or everyone of a colour
+//! and sid. Every body is encoded once by janus-core's one push rule
+//! ([`PushPacket::encode`]) and only sealed per session, whichever path delivered it.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use janus_proto::{
-    broadcaster::service::push::v1::{
-        BroadcastRequest, BroadcastResponse, MulticastRequest, MulticastResponse, PushBody,
-        PushRequest, PushResponse, push_service_server::PushService,
-    },
-    packet::Packet,
+use janus_core::session::PushPacket;
+use janus_proto::broadcaster::service::push::v1::{
+    BroadcastRequest, BroadcastResponse, MulticastRequest, MulticastResponse, PushBody,
+    PushRequest, PushResponse, push_service_server::PushService,
 };
-use prost::Message as _;
-use std::sync::atomic::Ordering;
 use tonic::{Request, Response, Status};
+use tracing::debug;
 
 use super::{
     Shared,
-    connection::ConnCmd,
+    command::ConnCmd,
     registry::{Delivery, Registry},
 };
 
@@ -28,16 +25,30 @@ pub struct Pusher {
     pub(crate) shared: Arc<Shared>,
 }
 
-/// Hands `bodies` to `uid`'s session, counting the outcome. Whether the uid has a session here.
-/// Shared by the gRPC push service and the Redis subscriber.
-pub(crate) fn deliver_to_uid(shared: &Shared, uid: i64, bodies: &[PushBody]) -> bool {
+/// Encodes each body once; a body no client could receive is counted and left out.
+pub(crate) fn encode(shared: &Shared, bodies: &[PushBody]) -> Vec<PushPacket> {
+    bodies
+        .iter()
+        .filter_map(|body| match PushPacket::encode(body, &shared.core) {
+            Ok(push) => Some(push),
+            Err(e) => {
+                debug!(module = body.r#mod, seq = body.seq, error = %e, "push not sent");
+                shared.metrics.inc(&shared.metrics.push_too_large);
+                None
+            }
+        })
+        .collect()
+}
+
+/// Hands `pushes` to `uid`'s session, counting the outcome. Whether the uid has a session here.
+pub(crate) fn deliver_to_uid(shared: &Shared, uid: i64, pushes: &[PushPacket]) -> bool {
     let metrics = &shared.metrics;
     let Some(handle) = shared.registry.get(uid) else {
         metrics.inc(&metrics.push_unknown_uid);
         return false;
     };
-    for body in bodies {
-        match Registry::offer(&handle, ConnCmd::Push(body.clone())) {
+    for push in pushes {
+        match Registry::offer(&handle, ConnCmd::Push(push.clone())) {
             Delivery::Delivered => metrics.inc(&metrics.push_delivered),
             Delivery::Dropped => metrics.inc(&metrics.push_dropped),
             Delivery::Unknown => {
@@ -49,37 +60,17 @@ pub(crate) fn deliver_to_uid(shared: &Shared, uid: i64, bodies: &[PushBody]) -> 
     true
 }
 
-/// Hands `bodies` to every session of `color` and `sid` (0: any sid), each body serialized once
-/// and only sealed per session. Shared by the gRPC push service and the Redis subscriber.
-pub(crate) fn broadcast(shared: &Shared, color: &str, sid: i64, bodies: &[PushBody]) {
+/// Hands `pushes` to every session of `color` and `sid` (0: any sid).
+pub(crate) fn broadcast(shared: &Shared, color: &str, sid: i64, pushes: &[PushPacket]) {
     let metrics = &shared.metrics;
     metrics.inc(&metrics.broadcasts);
-    for body in bodies {
-        let packet = push_packet(body);
+    for push in pushes {
         let (delivered, dropped) = shared
             .registry
-            .broadcast(&packet, |h| h.color == color && (sid == 0 || h.sid == sid));
-        metrics
-            .push_delivered
-            .fetch_add(delivered as u64, Ordering::Relaxed);
-        metrics
-            .push_dropped
-            .fetch_add(dropped as u64, Ordering::Relaxed);
+            .broadcast(push, |h| h.color == color && (sid == 0 || h.sid == sid));
+        metrics.add(&metrics.push_delivered, delivered as u64);
+        metrics.add(&metrics.push_dropped, dropped as u64);
     }
-}
-
-/// The `Packet` a push body becomes: index 0, no compression (spec §5.2).
-pub fn push_packet(body: &PushBody) -> Bytes {
-    Packet {
-        data: body.data.clone(),
-        data_version: body.data_version,
-        obj: body.obj,
-        r#mod: body.r#mod,
-        seq: body.seq,
-        ..Default::default()
-    }
-    .encode_to_vec()
-    .into()
 }
 
 #[tonic::async_trait]
@@ -87,7 +78,8 @@ impl PushService for Pusher {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let req = request.into_inner();
         self.shared.metrics.inc(&self.shared.metrics.pushes);
-        let pushed = deliver_to_uid(&self.shared, req.uid, &req.bodies);
+        let pushes = encode(&self.shared, &req.bodies);
+        let pushed = deliver_to_uid(&self.shared, req.uid, &pushes);
         Ok(Response::new(PushResponse { pushed }))
     }
 
@@ -97,11 +89,12 @@ impl PushService for Pusher {
     ) -> Result<Response<MulticastResponse>, Status> {
         let req = request.into_inner();
         self.shared.metrics.inc(&self.shared.metrics.multicasts);
+        let pushes = encode(&self.shared, &req.bodies);
         let pushed_uids = req
             .uids
             .iter()
             .copied()
-            .filter(|uid| deliver_to_uid(&self.shared, *uid, &req.bodies))
+            .filter(|uid| deliver_to_uid(&self.shared, *uid, &pushes))
             .collect();
         Ok(Response::new(MulticastResponse { pushed_uids }))
     }
@@ -112,7 +105,8 @@ impl PushService for Pusher {
         request: Request<BroadcastRequest>,
     ) -> Result<Response<BroadcastResponse>, Status> {
         let req = request.into_inner();
-        broadcast(&self.shared, &req.color, req.sid, &req.bodies);
+        let pushes = encode(&self.shared, &req.bodies);
+        broadcast(&self.shared, &req.color, req.sid, &pushes);
         Ok(Response::new(BroadcastResponse {}))
     }
 }

@@ -1,35 +1,33 @@
-//! uid → connection, for pushes and kicks.
-//!
-//! One entry per uid: a second login replaces the first, which is told to close with
-//! `ConflictingLogin`. An entry is removed only by the connection that owns it (upstream deletes
-//! by the wrong key and leaks entries, spec §5.2).
+//! uid → connection, for pushes and kicks: janus-core's [`Logins`] (the newer login wins; only
+//! the owner removes its entry), sharded behind mutexes so a login storm does not serialise on
+//! one lock.
 
-use std::{
-    collections::HashMap,
-    sync::{Mutex, MutexGuard},
+use std::sync::{Mutex, MutexGuard};
+
+use janus_core::{
+    CloseReason,
+    login::{Logins, SUPERSEDED},
+    session::PushPacket,
 };
 
-use super::mailbox::{self, TrySendError};
-use bytes::Bytes;
-use janus_core::CloseReason;
-
-use super::connection::ConnCmd;
+use super::{
+    command::ConnCmd,
+    mailbox::{self, TrySendError},
+};
 
 /// How to reach one connection.
 #[derive(Debug, Clone)]
 pub struct ConnHandle {
-    /// Unique per connection for the gateway's life.
-    pub conn_id: u64,
     pub color: String,
     pub sid: i64,
     pub tx: mailbox::Sender<ConnCmd>,
 }
 
-/// Why a message could not be handed to a session.
+/// What became of a command offered to a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
     Delivered,
-    /// No session for that uid here.
+    /// No session for that uid here (or it just ended).
     Unknown,
     /// The session's queue is full; it has been told to close as a slow consumer.
     Dropped,
@@ -37,16 +35,16 @@ pub enum Delivery {
 
 const SHARDS: usize = 16;
 
-/// The sessions of this gateway by uid, sharded to keep lock hold times short under login storms.
+/// The sessions of this gateway by uid.
 #[derive(Debug)]
 pub struct Registry {
-    shards: Vec<Mutex<HashMap<i64, ConnHandle>>>,
+    shards: Vec<Mutex<Logins<ConnHandle>>>,
 }
 
 impl Default for Registry {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Logins::default())).collect(),
         }
     }
 }
@@ -58,37 +56,41 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Registry {
     #[allow(clippy::indexing_slicing)] // `i < SHARDS == self.shards.len()`
-    fn shard(&self, uid: i64) -> &Mutex<HashMap<i64, ConnHandle>> {
+    fn shard(&self, uid: i64) -> &Mutex<Logins<ConnHandle>> {
         let i = (uid.unsigned_abs() % SHARDS as u64) as usize;
         &self.shards[i]
     }
 
-    /// Registers `handle` for `uid`, returning the connection it replaces, if any.
-    pub fn insert(&self, uid: i64, handle: ConnHandle) -> Option<ConnHandle> {
-        lock(self.shard(uid)).insert(uid, handle)
+    /// Registers connection `conn` as `uid`'s. The connection it replaces, if any, is told to
+    /// close ([`SUPERSEDED`]); returns whether there was one.
+    pub fn login(&self, uid: i64, conn: u64, handle: ConnHandle) -> bool {
+        let replaced = lock(self.shard(uid)).login(uid, conn, handle);
+        match replaced {
+            Some(old) => {
+                let _ = old.tx.try_send(ConnCmd::Close(SUPERSEDED));
+                true
+            }
+            None => false,
+        }
     }
 
-    /// Removes `uid` if it still belongs to connection `conn_id`, returning its handle.
-    pub fn remove(&self, uid: i64, conn_id: u64) -> Option<ConnHandle> {
-        let mut shard = lock(self.shard(uid));
-        if shard.get(&uid).is_some_and(|h| h.conn_id == conn_id) {
-            return shard.remove(&uid);
-        }
-        None
+    /// Removes `uid` if connection `conn` still holds it, returning its handle.
+    pub fn logout(&self, uid: i64, conn: u64) -> Option<ConnHandle> {
+        lock(self.shard(uid)).logout(uid, conn)
     }
 
     /// Every registered session (snapshot).
     pub fn entries(&self) -> Vec<(i64, ConnHandle)> {
         let mut out = Vec::with_capacity(self.len());
         for shard in &self.shards {
-            out.extend(lock(shard).iter().map(|(uid, h)| (*uid, h.clone())));
+            out.extend(lock(shard).iter().map(|(uid, h)| (uid, h.clone())));
         }
         out
     }
 
     /// The connection of `uid`.
     pub fn get(&self, uid: i64) -> Option<ConnHandle> {
-        lock(self.shard(uid)).get(&uid).cloned()
+        lock(self.shard(uid)).get(uid).cloned()
     }
 
     /// Sessions registered.
@@ -106,7 +108,13 @@ impl Registry {
     pub fn select(&self, mut keep: impl FnMut(&ConnHandle) -> bool) -> Vec<ConnHandle> {
         let mut out = Vec::new();
         for shard in &self.shards {
-            out.extend(lock(shard).values().filter(|h| keep(h)).cloned());
+            out.extend(
+                lock(shard)
+                    .iter()
+                    .map(|(_, h)| h)
+                    .filter(|h| keep(h))
+                    .cloned(),
+            );
         }
         out
     }
@@ -128,15 +136,16 @@ impl Registry {
         }
     }
 
-    /// Hands an already serialized packet to every session `keep` selects; returns how many took it.
+    /// Hands an encoded push to every session `keep` selects; returns how many took it and how
+    /// many were dropped.
     pub fn broadcast(
         &self,
-        packet: &Bytes,
+        push: &PushPacket,
         keep: impl FnMut(&ConnHandle) -> bool,
     ) -> (usize, usize) {
         let (mut delivered, mut dropped) = (0, 0);
         for handle in self.select(keep) {
-            match Self::offer(&handle, ConnCmd::PushPacket(packet.clone())) {
+            match Self::offer(&handle, ConnCmd::Push(push.clone())) {
                 Delivery::Delivered => delivered += 1,
                 Delivery::Dropped => dropped += 1,
                 Delivery::Unknown => {}

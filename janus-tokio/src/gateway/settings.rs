@@ -1,11 +1,81 @@
-//! [`GatewaySettings`] from the configuration file.
+//! What the gateway needs to start, resolved from the configuration file.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use janus_core::{
+    config::ServerConfig,
+    limit::AdmissionConfig,
+    route::{Backend, BreakerConfig},
+};
 
-use super::{BackendSpec, GatewaySettings, WsSettings};
-use crate::config::Config;
+pub use super::backends::Balancer;
+use crate::config::{BalancerName, Config};
+
+/// The WebSocket listener's settings.
+#[derive(Debug, Clone)]
+pub struct WsSettings {
+    pub addr: SocketAddr,
+    /// The only path served, e.g. `/ws`.
+    pub path: String,
+    /// Allowed `Origin` values; empty (or containing `*`) allows any origin and none.
+    pub allowed_origins: Vec<String>,
+}
+
+/// Everything the gateway needs, resolved from the config file.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub core: Arc<ServerConfig>,
+    pub tcp: Option<SocketAddr>,
+    pub ws: Option<WsSettings>,
+    pub http: Option<SocketAddr>,
+    pub grpc: SocketAddr,
+    /// The advertised gRPC `host:port` (identity); derived from `grpc` when `None`.
+    pub advertise: Option<String>,
+    /// Tunnel kind name → backends.
+    pub backends: BTreeMap<String, Vec<Backend>>,
+    /// TTL of sticky route-table entries.
+    pub route_ttl: Duration,
+    pub admission: AdmissionConfig,
+    /// How long shutdown waits for sessions to drain.
+    pub shutdown_grace: Duration,
+    /// Backend connect timeout.
+    pub connect_timeout: Duration,
+    /// How a new tunnel's backend is chosen (`routes.balancer`).
+    pub balancer: Balancer,
+    /// When a failing backend is taken out of placement (`routes.breaker`).
+    pub breaker: BreakerConfig,
+    /// Longest a push-service call may take (`server.grpc.timeout`).
+    pub grpc_timeout: Duration,
+    /// Longest an admin HTTP request may take to arrive (`server.http.timeout`).
+    pub http_timeout: Duration,
+    /// Redis (`data.redis`): route tables and pushes between gateways. `None` keeps the tables
+    /// in memory.
+    pub redis: Option<crate::cluster::redis::RedisConfig>,
+    /// `label.service`: the gate table's name.
+    pub service: String,
+    /// TTL of gate-table entries (`data.gateway_route_table_alive_duration`).
+    pub gate_ttl: Duration,
+    /// etcd registration and discovery (needs the `etcd` feature). `None` keeps the backends
+    /// static.
+    pub etcd: Option<EtcdSettings>,
+}
+
+/// etcd settings, resolved from the config.
+#[derive(Debug, Clone)]
+pub struct EtcdSettings {
+    pub endpoints: Vec<String>,
+    pub username: String,
+    pub password: String,
+    /// Tunnel kind → discovered backend service (`roma.player.service`, ...).
+    pub services: BTreeMap<String, String>,
+    /// What this gateway registers as: `label.service`, `label.version`, `label.profile`,
+    /// `label.color` (also the colour of the backends it discovers).
+    pub name: String,
+    pub version: String,
+    pub profile: String,
+    pub color: String,
+}
 
 /// How long dialling a backend may take before the tunnel counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -53,7 +123,7 @@ impl GatewaySettings {
             .map(|(kind, list)| {
                 let specs = list
                     .iter()
-                    .map(|b| BackendSpec {
+                    .map(|b| Backend {
                         addr: b.addr.clone(),
                         weight: b.weight,
                         color: b.color.clone(),
@@ -85,7 +155,7 @@ impl GatewaySettings {
                 }),
             service: config.label.service.clone(),
             gate_ttl: config.data.gateway_route_table_alive_duration,
-            etcd: config.etcd.as_ref().map(|e| super::EtcdSettings {
+            etcd: config.etcd.as_ref().map(|e| EtcdSettings {
                 endpoints: e.endpoints.clone(),
                 username: e.username.clone(),
                 password: e.password.clone(),
@@ -96,6 +166,13 @@ impl GatewaySettings {
                 color: config.label.color.clone(),
             }),
             connect_timeout: CONNECT_TIMEOUT,
+            balancer: match config.routes.balancer {
+                BalancerName::Wrr => Balancer::Wrr,
+                BalancerName::LeastLoaded => Balancer::LeastLoaded,
+            },
+            breaker: config.routes.breaker.into(),
+            grpc_timeout: server.grpc.timeout,
+            http_timeout: server.http.timeout,
         })
     }
 }

@@ -1,18 +1,18 @@
-//! One backend tunnel: a bidirectional gRPC stream `/<kind>.intra.v1.TunnelService/Tunnel`
-//! carrying one (kind, oid) of one session, with the `x-md-global-*` metadata of spec §4.4.
+//! One backend tunnel: the bidirectional gRPC stream the session described in its
+//! [`OpenTunnel`] event (method, message layout, `x-md-global-*` metadata, all decided by the
+//! core), carrying one (kind, oid) of one session.
 //!
 //! The task owns the stream. Requests arrive from the connection task on a bounded channel (the
-//! connection never waits on it: a full channel closes the session); responses go back to the
-//! connection with a waiting send, so a client that cannot keep up slows its own backend stream
-//! rather than growing memory. When the stream ends, for whatever reason, the connection is told
-//! (`ConnCmd::TunnelClosed`), and the session answers every request left pending.
+//! connection never waits on it: a full channel closes the session as `backend_backpressure`);
+//! responses go back to the connection with a waiting send, so a client that cannot keep up
+//! slows its own backend stream rather than growing memory. When the stream ends, for whatever
+//! reason, the connection is told (`ConnCmd::TunnelClosed`) and the session answers every
+//! request left pending. Everything is named by the session's [`TunnelId`], so the late end of a
+//! stream the session already replaced is ignored by the core.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use janus_core::{
-    route::{OidRule, TunnelKey},
-    session::TunnelMessage,
-};
+use janus_core::session::{OpenTunnel, TunnelId, TunnelLayout, TunnelMessage};
 use janus_proto::{player, room};
 use tokio::sync::mpsc;
 use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
@@ -23,9 +23,7 @@ use tonic::{
 };
 use tracing::{debug, info};
 
-use std::sync::Arc;
-
-use super::{Shared, connection::ConnCmd, mailbox};
+use super::{Shared, command::ConnCmd, mailbox};
 
 /// Requests queued per tunnel before the session is closed for flooding it (upstream: 1024,
 /// blocking).
@@ -33,81 +31,39 @@ pub const TUNNEL_QUEUE: usize = 1024;
 /// How long opening a stream may take before the tunnel counts as failed.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The `x-md-global-*` headers of a tunnel.
-#[derive(Debug, Clone)]
-pub struct TunnelMeta {
-    pub oid: i64,
-    pub uid: i64,
-    pub sid: i64,
-    pub status: i32,
-    pub color: String,
-    /// The client's `ip:port`.
-    pub client_ip: String,
-    /// `<gate gRPC host:port>#<wid>`.
-    pub referer: String,
-}
-
-impl TunnelMeta {
-    fn to_metadata(&self) -> MetadataMap {
-        let mut map = MetadataMap::new();
-        let mut put = |name: &'static str, value: String| {
-            // Every value here is ASCII (numbers, host:port, a colour from a signed token);
-            // a colour that is not a valid header value is sent empty.
-            let value = AsciiMetadataValue::try_from(value)
-                .unwrap_or_else(|_| AsciiMetadataValue::from_static(""));
-            map.insert(name, value);
-        };
-        put("x-md-global-oid", self.oid.to_string());
-        put("x-md-global-uid", self.uid.to_string());
-        put("x-md-global-sid", self.sid.to_string());
-        put("x-md-global-status", self.status.to_string());
-        put("x-md-global-color", self.color.clone());
-        put("x-md-global-client-ip", self.client_ip.clone());
-        put("x-md-global-referer", self.referer.clone());
-        put("x-md-global-gate-referer", self.referer.clone());
-        map
+/// The stream's request metadata, as the core built it.
+fn metadata(open: &OpenTunnel) -> MetadataMap {
+    let mut map = MetadataMap::with_capacity(open.metadata.len());
+    for (name, value) in &open.metadata {
+        // Every value is ASCII (numbers, host:port, a colour from a signed token); one that is
+        // not a valid header value is sent empty rather than failing the tunnel.
+        let value = AsciiMetadataValue::try_from(value.as_str())
+            .unwrap_or_else(|_| AsciiMetadataValue::from_static(""));
+        map.insert(*name, value);
     }
-}
-
-/// The gRPC method path of a tunnel kind.
-pub fn tunnel_path(kind: &str) -> String {
-    format!("/{kind}.intra.v1.TunnelService/Tunnel")
-}
-
-/// Which tunnel a task serves.
-#[derive(Debug, Clone)]
-pub struct TunnelId {
-    /// The kind's name (`player`, `room`, ...): the gRPC path and the backend set.
-    pub kind: String,
-    pub rule: OidRule,
-    pub key: TunnelKey,
-    /// Tells this tunnel from an earlier one with the same key on the same connection.
-    pub generation: u64,
+    map
 }
 
 /// Starts the tunnel task and returns the sender for its requests. The task chooses the backend
-/// first (route table, colour, round-robin), then opens the stream.
+/// first (route table, colour, balancer), then opens the stream.
 pub fn spawn(
     shared: Arc<Shared>,
-    id: TunnelId,
-    meta: TunnelMeta,
+    open: OpenTunnel,
     conn: mailbox::Sender<ConnCmd>,
 ) -> mpsc::Sender<TunnelMessage> {
     let (tx, rx) = mpsc::channel(TUNNEL_QUEUE);
-    // Player-like kinds use the player message layout; object kinds (room, ...) the room one,
-    // which carries the KCP conn/frag fields.
-    match id.rule {
-        OidRule::SessionUid => {
+    match open.layout {
+        TunnelLayout::Player => {
             tokio::spawn(run::<
                 player::intra::v1::TunnelRequest,
                 player::intra::v1::TunnelResponse,
-            >(shared, id, meta, rx, conn));
+            >(shared, open, rx, conn));
         }
-        _ => {
+        TunnelLayout::Room => {
             tokio::spawn(run::<
                 room::intra::v1::TunnelRequest,
                 room::intra::v1::TunnelResponse,
-            >(shared, id, meta, rx, conn));
+            >(shared, open, rx, conn));
         }
     }
     tx
@@ -115,16 +71,19 @@ pub fn spawn(
 
 async fn run<Req, Resp>(
     shared: Arc<Shared>,
-    id: TunnelId,
-    meta: TunnelMeta,
+    open: OpenTunnel,
     rx: mpsc::Receiver<TunnelMessage>,
     conn: mailbox::Sender<ConnCmd>,
 ) where
     Req: prost::Message + From<TunnelMessage> + Send + 'static,
     Resp: prost::Message + Default + Into<TunnelMessage> + Send + 'static,
 {
+    let oid = open.key.oid;
+    let pick = shared
+        .backends
+        .pick(&open.kind, &open.color, oid, open.rule);
     let picked = tokio::select! {
-        picked = tokio::time::timeout(OPEN_TIMEOUT, shared.backends.pick(&id.kind, &meta.color, id.key.oid, id.rule)) => picked,
+        picked = tokio::time::timeout(OPEN_TIMEOUT, pick) => picked,
         () = conn.closed() => return,
     };
     let failed = match picked {
@@ -132,21 +91,21 @@ async fn run<Req, Resp>(
             let channel = picked.channel.clone();
             let backends = &shared.backends;
             let on_open = |healthy: bool| backends.report(&mut picked, healthy);
-            match stream::<Req, Resp>(channel, &id, &meta, rx, &conn, on_open).await {
+            match stream::<Req, Resp>(channel, &open, rx, &conn, on_open).await {
                 Ok(()) => false,
                 Err(status) => {
-                    info!(key = ?id.key, backend = %picked.addr, code = ?status.code(), message = status.message(), "tunnel ended with an error");
+                    info!(kind = %open.kind, oid, backend = %picked.addr, code = ?status.code(), message = status.message(), "tunnel ended with an error");
                     true
                 }
             }
         }
         Ok(Err(e)) => {
-            info!(uid = meta.uid, kind = %id.kind, oid = id.key.oid, error = %e, "no backend for tunnel");
+            info!(kind = %open.kind, oid, color = %open.color, error = %e, "no backend for tunnel");
             shared.metrics.inc(&shared.metrics.tunnel_no_backend);
             true
         }
         Err(_) => {
-            info!(uid = meta.uid, kind = %id.kind, oid = id.key.oid, "choosing a backend timed out");
+            info!(kind = %open.kind, oid, "choosing a backend timed out");
             shared.metrics.inc(&shared.metrics.tunnel_no_backend);
             true
         }
@@ -154,8 +113,7 @@ async fn run<Req, Resp>(
     // The connection may be gone already; then there is nobody to tell.
     let _ = conn
         .send(ConnCmd::TunnelClosed {
-            key: id.key,
-            generation: id.generation,
+            id: open.id,
             failed,
         })
         .await;
@@ -163,8 +121,7 @@ async fn run<Req, Resp>(
 
 async fn stream<Req, Resp>(
     channel: Channel,
-    id: &TunnelId,
-    meta: &TunnelMeta,
+    open: &OpenTunnel,
     rx: mpsc::Receiver<TunnelMessage>,
     conn: &mailbox::Sender<ConnCmd>,
     on_open: impl FnOnce(bool),
@@ -173,14 +130,14 @@ where
     Req: prost::Message + From<TunnelMessage> + Send + 'static,
     Resp: prost::Message + Default + Into<TunnelMessage> + Send + 'static,
 {
-    let path = PathAndQuery::try_from(tunnel_path(&id.kind))
-        .map_err(|e| tonic::Status::internal(format!("bad tunnel path: {e}")))?;
+    let path = PathAndQuery::try_from(&*open.method)
+        .map_err(|e| tonic::Status::internal(format!("bad tunnel method: {e}")))?;
     let outbound = ReceiverStream::new(rx).map(Req::from);
     let mut request = tonic::Request::new(outbound);
-    *request.metadata_mut() = meta.to_metadata();
+    *request.metadata_mut() = metadata(open);
 
     let mut grpc = tonic::client::Grpc::new(channel);
-    let open = async {
+    let opening = async {
         grpc.ready()
             .await
             .map_err(|e| tonic::Status::unavailable(format!("backend not ready: {e}")))?;
@@ -192,7 +149,7 @@ where
         .await
     };
     let opened = tokio::select! {
-        r = tokio::time::timeout(OPEN_TIMEOUT, open) => r.map_err(|_| tonic::Status::deadline_exceeded("opening the tunnel timed out")).and_then(|r| r),
+        r = tokio::time::timeout(OPEN_TIMEOUT, opening) => r.map_err(|_| tonic::Status::deadline_exceeded("opening the tunnel timed out")).and_then(|r| r),
         // The session ended before the stream opened.
         () = conn.closed() => return Ok(()),
     };
@@ -204,15 +161,14 @@ where
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
         ),
     });
-    let response = opened?;
-    let mut inbound = response.into_inner();
-    debug!(key = ?id.key, "tunnel open");
+    let mut inbound = opened?.into_inner();
+    let id: TunnelId = open.id;
+    debug!(kind = %open.kind, oid = open.key.oid, "tunnel open");
     loop {
         tokio::select! {
             message = inbound.message() => match message? {
                 Some(resp) => {
-                    let cmd = ConnCmd::Tunnel { key: id.key, generation: id.generation, message: resp.into() };
-                    if conn.send(cmd).await.is_err() {
+                    if conn.send(ConnCmd::Tunnel { id, message: resp.into() }).await.is_err() {
                         return Ok(());
                     }
                 }

@@ -30,7 +30,7 @@ use etcd_client::{EventType, GetOptions, KeyValue, WatchOptions};
 use tokio::{sync::watch, time::Instant};
 
 use super::{Backoff, EtcdConfig, EtcdError, NAMESPACE, ServiceInstance, bounded, connect};
-use crate::gateway::backends::BackendSpec;
+use janus_core::route::Backend;
 
 /// How long an all-empty registry view is ignored while we still have backends.
 pub const DEFAULT_EMPTY_HOLD_DOWN: Duration = Duration::from_secs(30);
@@ -66,7 +66,7 @@ pub async fn discover(
     cfg: EtcdConfig,
     service: String,
     color: String,
-    out: watch::Sender<Vec<BackendSpec>>,
+    out: watch::Sender<Vec<Backend>>,
     shutdown: impl Future<Output = ()>,
 ) {
     discover_with(
@@ -86,7 +86,7 @@ pub async fn discover_with(
     service: String,
     color: String,
     opts: DiscoveryOptions,
-    out: watch::Sender<Vec<BackendSpec>>,
+    out: watch::Sender<Vec<Backend>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let prefix = format!("{NAMESPACE}/{service}/");
@@ -194,7 +194,7 @@ async fn follow(
 struct View {
     color: String,
     /// `None`: the key exists but does not serve us (other colour, no gRPC endpoint, bad JSON).
-    instances: BTreeMap<Vec<u8>, Option<BackendSpec>>,
+    instances: BTreeMap<Vec<u8>, Option<Backend>>,
     publisher: Publisher,
 }
 
@@ -211,7 +211,7 @@ impl View {
     }
 
     fn publish(&mut self) {
-        let mut set: Vec<BackendSpec> = self.instances.values().flatten().cloned().collect();
+        let mut set: Vec<Backend> = self.instances.values().flatten().cloned().collect();
         set.sort_by(|a, b| a.addr.cmp(&b.addr));
         set.dedup_by(|a, b| a.addr == b.addr);
         self.publisher.offer(set, Instant::now());
@@ -223,7 +223,7 @@ pub const ANY_COLOR: &str = "*";
 
 /// The backend an instance offers to traffic of `color` (or of its own colour, for
 /// [`ANY_COLOR`]), if any.
-fn backend_of(inst: &ServiceInstance, color: &str) -> Option<BackendSpec> {
+fn backend_of(inst: &ServiceInstance, color: &str) -> Option<Backend> {
     let inst_color = inst.metadata.get("color").map_or("", String::as_str);
     let color = if color == ANY_COLOR {
         inst_color
@@ -240,7 +240,7 @@ fn backend_of(inst: &ServiceInstance, color: &str) -> Option<BackendSpec> {
         .and_then(|w| w.trim().parse::<u32>().ok())
         .filter(|w| *w > 0)
         .unwrap_or(1);
-    Some(BackendSpec {
+    Some(Backend {
         addr,
         weight,
         color: Some(color.to_owned()),
@@ -257,14 +257,14 @@ fn grpc_addr(endpoint: &str) -> Option<String> {
 
 /// Publishes snapshots, applying the empty-set hold-down.
 struct Publisher {
-    out: watch::Sender<Vec<BackendSpec>>,
+    out: watch::Sender<Vec<Backend>>,
     hold_down: Duration,
     /// When etcd first reported an empty set while we were publishing a non-empty one.
     empty_since: Option<Instant>,
 }
 
 impl Publisher {
-    fn offer(&mut self, set: Vec<BackendSpec>, now: Instant) {
+    fn offer(&mut self, set: Vec<Backend>, now: Instant) {
         if set.is_empty() && !self.out.borrow().is_empty() {
             let since = *self.empty_since.get_or_insert_with(|| {
                 tracing::warn!("etcd reports no instances; keeping the last set during hold-down");
@@ -351,7 +351,7 @@ mod tests {
         let spec = backend_of(&i, "blue");
         assert_eq!(
             spec,
-            Some(BackendSpec {
+            Some(Backend {
                 addr: "10.0.0.1:9102".into(),
                 weight: 1,
                 color: Some("blue".into())
@@ -382,7 +382,7 @@ mod tests {
             hold_down: Duration::from_secs(30),
             empty_since: None,
         };
-        let one = vec![BackendSpec {
+        let one = vec![Backend {
             addr: "a:1".into(),
             weight: 1,
             color: None,

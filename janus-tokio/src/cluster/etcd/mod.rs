@@ -12,7 +12,7 @@
 //!  register(cfg, instance) ──► Registration (background task: lease keep-alive, re-register)
 //!        └─ deregister().await: delete key + revoke lease (first thing on shutdown)
 //!
-//!  etcd ── GET prefix ──► WATCH from rev+1 ──► colour filter ──► watch::Sender<Vec<BackendSpec>>
+//!  etcd ── GET prefix ──► WATCH from rev+1 ──► colour filter ──► watch::Sender<Vec<Backend>>
 //!          ▲                                │                          (snapshots only)
 //!          └── re-list on compaction / disconnect, jittered backoff 100 ms .. 5 s
 //! ```

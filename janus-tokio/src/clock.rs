@@ -1,5 +1,7 @@
-//! The core's [`Time`]: wall-clock milliseconds, derived from a monotonic clock anchored to the
-//! wall clock once, so it never runs backwards when the system clock is stepped.
+//! The one clock of the adapter: the core's [`Time`] (wall-clock milliseconds) derived from
+//! tokio's monotonic clock, anchored to the wall clock once, so it never runs backwards when the
+//! system clock is stepped, and it follows tokio's paused time in tests (`start_paused`).
+//! The gateway, the bench and the tests all read time here.
 
 use std::{
     sync::OnceLock,

@@ -1,5 +1,6 @@
-//! Backends per tunnel kind: where a new tunnel goes (sticky route table, colour filter, smooth
-//! weighted round-robin), and the gRPC channels to reach them.
+//! Backends per tunnel kind: where a new tunnel goes (sticky route table, colour filter,
+//! circuit breaker, balancer), and the gRPC channels to reach them. The decisions are
+//! janus-core's `route` module; this one holds the state and does the IO between them.
 //!
 //! The backend set of a kind is static from the config or replaced live by discovery
 //! ([`Backends::set`]); channels to backends that survive a change are kept, so their tunnels are
@@ -8,33 +9,42 @@
 //! backend while the entry lives. Placement is async and runs in the tunnel's own task: a slow
 //! route table never stalls a connection.
 
+mod store;
+#[cfg(test)]
+mod tests;
+
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, RwLock},
-    time::{Duration, Instant},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
 };
 
 use janus_core::route::{
     Backend, BackendSet, BreakerConfig, CircuitBreaker, OidRule, Permit, Placement, RouteError,
-    RouteWrite, SmoothWrr, place, route_write, settle,
+    RouteWrite, SmoothWrr, default_service, pick_less_loaded, place, route_key, route_write,
+    settle,
 };
 use tonic::transport::{Channel, Endpoint};
 
-use super::clock;
+pub use self::store::{MemoryRouteStore, RouteStore};
+use crate::clock;
+
+/// How a new tunnel's backend is chosen when the route table has no placement for its oid.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Balancer {
+    /// Smooth weighted round-robin, as upstream.
+    #[default]
+    Wrr,
+    /// Power of two choices on the tunnels this gateway has open to each backend.
+    LeastLoaded,
+}
 
 /// HTTP/2 connections per backend: tunnels are spread over them by oid, so one slow stream's
 /// flow control cannot stall every other tunnel to that backend.
 pub const DEFAULT_CHANNELS_PER_BACKEND: usize = 4;
-
-/// A configured or discovered backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendSpec {
-    /// `host:port` of its gRPC server.
-    pub addr: String,
-    pub weight: u32,
-    /// `None` serves every colour.
-    pub color: Option<String>,
-}
 
 /// Why no backend could be chosen.
 #[derive(Debug, thiserror::Error)]
@@ -54,82 +64,6 @@ pub enum PickError {
     Table(String),
 }
 
-/// The sticky route table: `r_<service>_{<colour>}_{<oid>}` → backend address.
-pub trait RouteStore: Send + Sync + std::fmt::Debug {
-    /// The stored address, if any.
-    fn get<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> futures_util::future::BoxFuture<'a, Result<Option<String>, PickError>>;
-    /// `SET key addr NX EX ttl`: whether it was written.
-    fn set_nx<'a>(
-        &'a self,
-        key: &'a str,
-        addr: &'a str,
-        ttl: Duration,
-    ) -> futures_util::future::BoxFuture<'a, Result<bool, PickError>>;
-    /// `SET key addr EX ttl`: replaces a dead backend's entry.
-    fn set<'a>(
-        &'a self,
-        key: &'a str,
-        addr: &'a str,
-        ttl: Duration,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), PickError>>;
-}
-
-/// The embedded route table.
-#[derive(Debug, Default)]
-pub struct MemoryRouteStore {
-    entries: Mutex<HashMap<String, (String, Instant)>>,
-}
-
-impl RouteStore for MemoryRouteStore {
-    fn get<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> futures_util::future::BoxFuture<'a, Result<Option<String>, PickError>> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let found = entries
-            .get(key)
-            .filter(|(_, expires)| *expires > now)
-            .map(|(addr, _)| addr.clone());
-        Box::pin(std::future::ready(Ok(found)))
-    }
-
-    fn set_nx<'a>(
-        &'a self,
-        key: &'a str,
-        addr: &'a str,
-        ttl: Duration,
-    ) -> futures_util::future::BoxFuture<'a, Result<bool, PickError>> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if entries.len() > 100_000 {
-            entries.retain(|_, (_, expires)| *expires > now);
-        }
-        let won = match entries.get(key) {
-            Some((_, expires)) if *expires > now => false,
-            _ => {
-                entries.insert(key.to_owned(), (addr.to_owned(), now + ttl));
-                true
-            }
-        };
-        Box::pin(std::future::ready(Ok(won)))
-    }
-
-    fn set<'a>(
-        &'a self,
-        key: &'a str,
-        addr: &'a str,
-        ttl: Duration,
-    ) -> futures_util::future::BoxFuture<'a, Result<(), PickError>> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.insert(key.to_owned(), (addr.to_owned(), Instant::now() + ttl));
-        Box::pin(std::future::ready(Ok(())))
-    }
-}
-
 /// One kind's backends at one moment.
 struct KindBackends {
     set: BackendSet,
@@ -146,6 +80,10 @@ pub struct Backends {
     /// This gateway's view of each backend's health: one that keeps failing to open tunnels is
     /// skipped for new placements until a probe succeeds.
     breakers: Mutex<HashMap<String, CircuitBreaker>>,
+    breaker: BreakerConfig,
+    /// Tunnels open from this gateway, per backend address.
+    loads: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    balancer: Balancer,
     /// The route-table service name per kind (`roma.player.service`, ...), for the key.
     services: BTreeMap<String, String>,
     store: Arc<dyn RouteStore>,
@@ -161,51 +99,40 @@ impl std::fmt::Debug for Backends {
     }
 }
 
-/// A chosen backend. Report how opening the tunnel went with [`Backends::report`].
+/// A chosen backend. Report how opening the tunnel went with [`Backends::report`]; keep it for
+/// as long as the tunnel is open (it counts towards the backend's load).
 #[derive(Debug)]
 pub struct Picked {
     pub addr: String,
     pub channel: Channel,
     permit: Option<Permit>,
+    load: Arc<AtomicU32>,
 }
 
-/// The route-table name of a kind's backend service: upstream's `roma.<kind>.service`.
-pub fn default_service_name(kind: &str) -> String {
-    format!("roma.{kind}.service")
+impl Drop for Picked {
+    fn drop(&mut self) {
+        self.load.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Backends {
-    /// Backends for each kind in `specs`, with an in-memory route table. Channels are lazy:
-    /// nothing is dialled until a tunnel needs the backend.
+    /// Backends for each kind in `specs`, with an in-memory route table, smooth weighted
+    /// round-robin and default breakers. Channels are lazy: nothing is dialled until a tunnel
+    /// needs the backend.
     pub fn new(
-        specs: &BTreeMap<String, Vec<BackendSpec>>,
+        specs: &BTreeMap<String, Vec<Backend>>,
         ttl: Duration,
         connect_timeout: Duration,
-    ) -> Result<Self, PickError> {
-        Self::with_store(
-            specs,
-            ttl,
-            connect_timeout,
-            Arc::new(MemoryRouteStore::default()),
-            BTreeMap::new(),
-        )
-    }
-
-    /// Backends with the given route table and per-kind service names (default
-    /// `roma.<kind>.service`).
-    pub fn with_store(
-        specs: &BTreeMap<String, Vec<BackendSpec>>,
-        ttl: Duration,
-        connect_timeout: Duration,
-        store: Arc<dyn RouteStore>,
-        services: BTreeMap<String, String>,
     ) -> Result<Self, PickError> {
         let backends = Self {
             kinds: RwLock::new(BTreeMap::new()),
             channels: Mutex::new(HashMap::new()),
             breakers: Mutex::new(HashMap::new()),
-            services,
-            store,
+            breaker: BreakerConfig::default(),
+            loads: Mutex::new(HashMap::new()),
+            balancer: Balancer::default(),
+            services: BTreeMap::new(),
+            store: Arc::new(MemoryRouteStore::default()),
             ttl,
             connect_timeout,
         };
@@ -213,6 +140,45 @@ impl Backends {
             backends.set(kind, list)?;
         }
         Ok(backends)
+    }
+
+    /// Places in `store` instead of memory (the Redis route table in cluster mode).
+    #[must_use]
+    pub fn with_store(mut self, store: Arc<dyn RouteStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Route-table service names per kind (default `roma.<kind>.service`).
+    #[must_use]
+    pub fn with_services(mut self, services: BTreeMap<String, String>) -> Self {
+        self.services = services;
+        self
+    }
+
+    /// Chooses new placements with `balancer`.
+    #[must_use]
+    pub fn with_balancer(mut self, balancer: Balancer) -> Self {
+        self.balancer = balancer;
+        self
+    }
+
+    /// Tunes every backend's breaker.
+    #[must_use]
+    pub fn with_breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    fn load_of(&self, addr: &str) -> Arc<AtomicU32> {
+        let mut loads = self.loads.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(loads.entry(addr.to_owned()).or_default())
+    }
+
+    /// Tunnels this gateway has open to `addr`.
+    pub fn load(&self, addr: &str) -> u32 {
+        let loads = self.loads.lock().unwrap_or_else(|p| p.into_inner());
+        loads.get(addr).map_or(0, |l| l.load(Ordering::Relaxed))
     }
 
     fn channel_group(&self, addr: &str) -> Result<Arc<[Channel]>, PickError> {
@@ -239,16 +205,8 @@ impl Backends {
     /// Replaces the backends of `kind`. Backends that stay keep their channels (their tunnels are
     /// undisturbed) and their round-robin position; tunnels to removed backends end when those
     /// backends close them.
-    pub fn set(&self, kind: &str, specs: &[BackendSpec]) -> Result<(), PickError> {
-        let list: Vec<Backend> = specs
-            .iter()
-            .map(|b| Backend {
-                addr: b.addr.clone(),
-                weight: b.weight,
-                color: b.color.clone(),
-            })
-            .collect();
-        let set = BackendSet::new(list).map_err(|e| PickError::Set(e.to_string()))?;
+    pub fn set(&self, kind: &str, specs: &[Backend]) -> Result<(), PickError> {
+        let set = BackendSet::new(specs.to_vec()).map_err(|e| PickError::Set(e.to_string()))?;
         let channels = specs
             .iter()
             .map(|b| self.channel_group(&b.addr))
@@ -285,12 +243,10 @@ impl Backends {
 
     /// The route-table key of `oid` of `kind` for `color`.
     pub fn route_key(&self, kind: &str, color: &str, oid: i64) -> String {
-        let service = self
-            .services
-            .get(kind)
-            .cloned()
-            .unwrap_or_else(|| default_service_name(kind));
-        format!("r_{service}_{{{color}}}_{{{oid}}}")
+        match self.services.get(kind) {
+            Some(service) => route_key(service, color, oid),
+            None => route_key(&default_service(kind), color, oid),
+        }
     }
 
     /// Chooses the backend for a new tunnel of `kind` to `oid` for a session of `color`: the route
@@ -324,9 +280,19 @@ impl Backends {
         let index = {
             let mut candidates = kb.set.candidates_for(color);
             candidates.retain(|_, b| healthy(&b.addr));
-            match place(sticky.as_deref(), &candidates, |c| {
-                kb.wrr.lock().unwrap_or_else(|p| p.into_inner()).pick(c)
-            })? {
+            let pick = |c: &janus_core::route::Candidates<'_>| match self.balancer {
+                Balancer::Wrr => kb.wrr.lock().unwrap_or_else(|p| p.into_inner()).pick(c),
+                Balancer::LeastLoaded => {
+                    let loads: Vec<u32> = c
+                        .set()
+                        .backends()
+                        .iter()
+                        .map(|b| self.load(&b.addr))
+                        .collect();
+                    pick_less_loaded(c, &loads, &mut rand_core::OsRng)
+                }
+            };
+            match place(sticky.as_deref(), &candidates, pick)? {
                 Placement::Sticky(i) => Some(i),
                 Placement::New(i) => {
                     drop(candidates);
@@ -375,13 +341,16 @@ impl Backends {
             let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
             let breaker = breakers
                 .entry(backend.addr.clone())
-                .or_insert_with(|| CircuitBreaker::new(BreakerConfig::default()));
+                .or_insert_with(|| CircuitBreaker::new(self.breaker));
             breaker.try_acquire(now).ok()
         };
+        let load = self.load_of(&backend.addr);
+        load.fetch_add(1, Ordering::Relaxed);
         Ok(Picked {
             addr: backend.addr.clone(),
             channel,
             permit,
+            load,
         })
     }
 
@@ -405,156 +374,5 @@ impl Backends {
     pub fn kinds(&self) -> impl Iterator<Item = String> {
         let kinds = self.kinds.read().unwrap_or_else(|p| p.into_inner());
         kinds.keys().cloned().collect::<Vec<_>>().into_iter()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(addr: &str, weight: u32, color: Option<&str>) -> BackendSpec {
-        BackendSpec {
-            addr: addr.into(),
-            weight,
-            color: color.map(Into::into),
-        }
-    }
-
-    #[tokio::test]
-    async fn placement_is_sticky_and_colour_filtered() {
-        let mut specs = BTreeMap::new();
-        specs.insert(
-            "player".to_owned(),
-            vec![
-                spec("127.0.0.1:1", 1, None),
-                spec("127.0.0.1:2", 1, Some("blue")),
-                spec("127.0.0.1:3", 2, Some("red")),
-            ],
-        );
-        let b = Backends::new(&specs, Duration::from_secs(60), Duration::from_secs(1)).unwrap();
-        let first = b
-            .pick("player", "red", 7, OidRule::SessionUid)
-            .await
-            .unwrap()
-            .addr;
-        for _ in 0..10 {
-            assert_eq!(
-                b.pick("player", "red", 7, OidRule::SessionUid)
-                    .await
-                    .unwrap()
-                    .addr,
-                first,
-                "sticky"
-            );
-        }
-        let mut blue = std::collections::HashSet::new();
-        for oid in 0..20 {
-            blue.insert(
-                b.pick("player", "blue", oid, OidRule::SessionUid)
-                    .await
-                    .unwrap()
-                    .addr,
-            );
-        }
-        assert!(
-            !blue.contains("127.0.0.1:3"),
-            "red-only backend never serves blue"
-        );
-        assert_eq!(blue.len(), 2);
-        assert!(matches!(
-            b.pick("room", "red", 1, OidRule::Object).await,
-            Err(PickError::UnknownKind(_))
-        ));
-        assert_eq!(
-            b.route_key("player", "local", 10001),
-            "r_roma.player.service_{local}_{10001}"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_live_change_keeps_surviving_backends_and_their_sticky_oids() {
-        let mut specs = BTreeMap::new();
-        specs.insert(
-            "room".to_owned(),
-            vec![spec("127.0.0.1:1", 1, None), spec("127.0.0.1:2", 1, None)],
-        );
-        let b = Backends::new(&specs, Duration::from_secs(60), Duration::from_secs(1)).unwrap();
-        let mut placed = BTreeMap::new();
-        for oid in 0..10 {
-            placed.insert(
-                oid,
-                b.pick("room", "c", oid, OidRule::Object)
-                    .await
-                    .unwrap()
-                    .addr,
-            );
-        }
-        // backend 2 goes away, backend 3 arrives
-        b.set(
-            "room",
-            &[spec("127.0.0.1:1", 1, None), spec("127.0.0.1:3", 1, None)],
-        )
-        .unwrap();
-        for (oid, addr) in &placed {
-            let now = b.pick("room", "c", *oid, OidRule::Object).await;
-            if addr == "127.0.0.1:1" {
-                assert_eq!(&now.unwrap().addr, addr, "oids on a surviving backend stay");
-            } else {
-                // its sticky entry names a backend that is gone: SETNX loses to the stale entry,
-                // which is no candidate -> the spec's error until the entry expires
-                assert!(now.is_err());
-            }
-        }
-        let fresh = b
-            .pick("room", "c", 999, OidRule::Object)
-            .await
-            .unwrap()
-            .addr;
-        assert!(fresh == "127.0.0.1:1" || fresh == "127.0.0.1:3");
-    }
-
-    #[tokio::test]
-    async fn a_dead_backend_loses_its_players_but_keeps_its_rooms() {
-        let mut specs = BTreeMap::new();
-        let two = vec![spec("127.0.0.1:1", 1, None), spec("127.0.0.1:2", 1, None)];
-        specs.insert("player".to_owned(), two.clone());
-        specs.insert("room".to_owned(), two);
-        let b = Backends::new(&specs, Duration::from_secs(60), Duration::from_secs(1)).unwrap();
-        let player = b.pick("player", "c", 7, OidRule::SessionUid).await.unwrap();
-        let dead = player.addr.clone();
-        // a room placed on the same backend
-        let mut room_oid = 0;
-        while b
-            .pick("room", "c", room_oid, OidRule::Object)
-            .await
-            .unwrap()
-            .addr
-            != dead
-        {
-            room_oid += 1;
-        }
-        // opening tunnels to it keeps failing: its breaker opens
-        for _ in 0..janus_core::route::DEFAULT_FAILURE_THRESHOLD {
-            let mut p = b.pick("player", "c", 7, OidRule::SessionUid).await.unwrap();
-            assert_eq!(p.addr, dead);
-            b.report(&mut p, false);
-        }
-        let moved = b.pick("player", "c", 7, OidRule::SessionUid).await.unwrap();
-        assert_ne!(moved.addr, dead, "the player is re-placed at once");
-        assert_eq!(
-            b.pick("player", "c", 7, OidRule::SessionUid)
-                .await
-                .unwrap()
-                .addr,
-            moved.addr,
-            "and sticks there"
-        );
-        // the room keeps its entry (other gateways may still reach that backend) until it expires
-        assert!(matches!(
-            b.pick("room", "c", room_oid, OidRule::Object).await,
-            Err(PickError::Route(
-                RouteError::StoredBackendUnavailable { .. }
-            ))
-        ));
     }
 }

@@ -1,0 +1,100 @@
+//! A client packet on an established session: open, decode, check, route, forward.
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Event, Session, State, TunnelMessage, fail_pending, link::Link, link::Pending};
+use crate::{CloseReason, Time, codec, compress::inflate, route::RouteError, system};
+
+impl Session {
+    /// One frame from an authenticated client. Every failure closes the session with its own
+    /// reason, except a request the routing cannot serve, which is answered with an error.
+    pub(super) fn handle_packet(&mut self, now: Time, body: BytesMut) {
+        let Self {
+            config,
+            context,
+            state,
+            events,
+            tx,
+            ..
+        } = self;
+        let State::Established(link) = state else {
+            return;
+        };
+        let plaintext = match &link.sealer {
+            Some(sealer) => match sealer.cipher.open(body) {
+                Ok(text) => text,
+                Err(_) => return self.close(now, CloseReason::DecryptFailed),
+            },
+            None => body.freeze(),
+        };
+        let Ok(packet) = codec::decode_packet(plaintext) else {
+            return self.close(now, CloseReason::MalformedPacket);
+        };
+        if let Some(rate) = &mut link.rate {
+            if rate.check(now).is_err() {
+                return self.close(now, CloseReason::RateLimited);
+            }
+        }
+        if config.session.check_index && packet.index != link.next_index {
+            return self.close(now, CloseReason::IndexMismatch);
+        }
+        link.next_index = link.next_index.wrapping_add(1);
+        link.idle_deadline = now + config.session.idle_timeout;
+
+        let data = if packet.compress {
+            match inflate(&packet.data, config.session.max_inflated_len) {
+                Ok(data) => Bytes::from(data),
+                Err(_) => return self.close(now, CloseReason::DecompressFailed),
+            }
+        } else {
+            packet.data
+        };
+
+        let routed = match config
+            .routes
+            .route(packet.r#mod, packet.obj, link.identity.uid)
+        {
+            Ok(routed) => routed,
+            Err(RouteError::ObjectNotOwned { .. }) => {
+                return self.close(now, CloseReason::ObjectNotOwned);
+            }
+            Err(e) => {
+                // A client mistake, not an attack: answer this request with an error and go on.
+                let reply =
+                    system::unexpected_err(packet.r#mod, packet.seq, packet.index, &e.to_string());
+                self.send(now, &reply);
+                return;
+            }
+        };
+        let key = routed.key;
+        let (slot, evicted) = link.tunnel_for(key, now, config, context, events);
+        if let Some(evicted) = evicted {
+            fail_pending(tx, link.sealer.as_mut(), &evicted.pending);
+        }
+        let pending = Pending {
+            index: packet.index,
+            module: packet.r#mod,
+            seq: packet.seq,
+        };
+        link.forwarded(slot, now, pending, config.session.max_pending);
+        let Some(tunnel) = link.tunnels.get(slot).map(|t| t.id) else {
+            return;
+        };
+        let object_kind = Link::is_object_kind(config, key);
+        let message = TunnelMessage {
+            data,
+            data_version: packet.data_version,
+            obj: routed.obj,
+            module: packet.r#mod,
+            seq: packet.seq,
+            index: packet.index,
+            conn_id: if object_kind { packet.conn_id } else { 0 },
+            frag_id: if object_kind { packet.frag_id } else { 0 },
+            frag_count: if object_kind { packet.frag_count } else { 0 },
+            frag_index: if object_kind { packet.frag_index } else { 0 },
+        };
+        events.push_back(Event::Forward { tunnel, message });
+        // Answers to an evicted tunnel's requests count against the budget like any reply.
+        self.check_budget(now);
+    }
+}

@@ -1,0 +1,125 @@
+//! The bytes a session queues for its client: frames, sealed under the session key once there is
+//! one, appended to one buffer that the adapter writes out in as few writes as it can.
+
+use bytes::{Bytes, BytesMut};
+use janus_proto::packet::Packet;
+
+use crate::{
+    codec,
+    crypto::{NonceSequence, PacketCipher},
+    frame::{self, HEADER_LEN},
+};
+
+/// A transmit buffer larger than this is freed once empty, so an idle session holds no large
+/// buffer after a burst.
+const IDLE_BUFFER_CAP: usize = 4096;
+
+/// The session key with the nonces this side seals under it.
+#[derive(Debug)]
+pub(super) struct Sealer {
+    pub cipher: PacketCipher,
+    pub nonces: NonceSequence,
+}
+
+/// Frames waiting for the client, and what has gone out so far.
+#[derive(Debug, Default)]
+pub(super) struct Outbound {
+    buf: BytesMut,
+    /// Frames queued.
+    pub packets: u64,
+    /// Bytes the adapter has taken.
+    pub bytes: u64,
+}
+
+impl Outbound {
+    /// Bytes queued and not yet taken.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The queued bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Appends one frame holding `packet` (whose encoded length is `len`), sealed when there is
+    /// a sealer.
+    pub fn packet(&mut self, sealer: Option<&mut Sealer>, packet: &Packet, len: usize) {
+        let written = match sealer {
+            Some(sealer) => {
+                let nonce = sealer.nonces.next_nonce();
+                sealer
+                    .cipher
+                    .seal_with(nonce, len, &mut self.buf, |tx| {
+                        codec::encode_packet(packet, tx);
+                    })
+                    .is_ok()
+            }
+            None => {
+                self.buf.reserve(HEADER_LEN + len);
+                let ok = frame::put_header(&mut self.buf, len).is_ok();
+                if ok {
+                    codec::encode_packet(packet, &mut self.buf);
+                }
+                ok
+            }
+        };
+        // Sealing fails only for packets over 2 GiB, which the frame limit rules out.
+        if written {
+            self.packets += 1;
+        }
+    }
+
+    /// Appends one frame holding an already encoded packet (a push encoded once for many
+    /// sessions). Returns whether it was queued.
+    pub fn encoded(&mut self, sealer: Option<&mut Sealer>, packet: &[u8]) -> bool {
+        let written = match sealer {
+            Some(sealer) => {
+                let nonce = sealer.nonces.next_nonce();
+                sealer
+                    .cipher
+                    .seal_bytes(nonce, packet, &mut self.buf)
+                    .is_ok()
+            }
+            None => frame::encode(packet, &mut self.buf).is_ok(),
+        };
+        if written {
+            self.packets += 1;
+        }
+        written
+    }
+
+    /// Drops everything queued (a client that does not read will not read it).
+    pub fn discard(&mut self) {
+        self.buf = BytesMut::new();
+    }
+
+    /// Everything queued, as one buffer.
+    pub fn take(&mut self) -> Option<Bytes> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let out = self.buf.split().freeze();
+        self.bytes += out.len() as u64;
+        self.release_idle();
+        Some(out)
+    }
+
+    /// Consumes `written` bytes from the front.
+    pub fn advance(&mut self, written: usize) {
+        let n = written.min(self.buf.len());
+        self.bytes += n as u64;
+        if n == self.buf.len() {
+            self.buf.clear();
+            self.release_idle();
+        } else {
+            bytes::Buf::advance(&mut self.buf, n);
+        }
+    }
+
+    fn release_idle(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > IDLE_BUFFER_CAP {
+            self.buf = BytesMut::new();
+        }
+    }
+}

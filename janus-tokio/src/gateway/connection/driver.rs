@@ -1,0 +1,110 @@
+//! The loop every connection runs, whatever its transport: read, write when there is something
+//! to write and the socket can take it, take commands, fire the session's deadline, drain on
+//! shutdown, and flush the last bytes (a logout) before closing.
+
+use std::{future::Future, io};
+
+use bytes::BytesMut;
+use janus_core::{CloseReason, session::Session};
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::{Conn, FLUSH_TIMEOUT};
+use crate::gateway::{command::ConnCmd, mailbox, until_true};
+
+/// What a read produced.
+pub(super) enum Input {
+    /// Bytes for the session: any split of the stream (TCP) or exactly one frame (WebSocket).
+    Data(BytesMut),
+    /// Something the transport handled itself (a ping, a pong).
+    Nothing,
+    /// The peer closed, or the transport failed.
+    Closed,
+    /// The transport's own protocol was violated; the session closes for this reason.
+    Violation(CloseReason),
+}
+
+/// The receiving half of a transport.
+pub(super) trait Reader: Send {
+    /// The next input. Must be cancel-safe: it races the other events of the loop.
+    fn read(&mut self) -> impl Future<Output = Input> + Send;
+}
+
+/// The sending half of a transport.
+pub(super) trait Writer: Send {
+    /// Resolves once bytes can be written; `false` when the transport is broken. Cancel-safe.
+    fn ready(&mut self) -> impl Future<Output = bool> + Send;
+    /// Writes what it can of the session's queued bytes without waiting.
+    fn write(&mut self, session: &mut Session) -> io::Result<()>;
+    /// The session is over (for `reason`): say so if the transport can (a WebSocket close frame)
+    /// and shut the sending side down.
+    fn finish(self, reason: CloseReason) -> impl Future<Output = ()> + Send;
+}
+
+/// Runs a connection until its session has closed and its last bytes are out (or the flush
+/// deadline passed).
+pub(super) async fn run(
+    mut conn: Conn,
+    mut cmds: mailbox::Receiver<ConnCmd>,
+    mut reader: impl Reader,
+    mut writer: impl Writer,
+) {
+    let mut drain = conn.shared.drain.clone();
+    let mut reading = true;
+    let mut draining = false;
+    let mut flush_deadline = None;
+    loop {
+        let wants_write = conn.session.pending_transmit() > 0;
+        if conn.is_closed() {
+            if !wants_write {
+                break;
+            }
+            flush_deadline.get_or_insert_with(|| Instant::now() + FLUSH_TIMEOUT);
+        }
+        let open = !conn.is_closed();
+        let deadline = flush_deadline.or_else(|| conn.deadline());
+        tokio::select! {
+            input = reader.read(), if reading && open => match input {
+                Input::Data(buf) => conn.on_read(buf),
+                Input::Nothing => {}
+                Input::Closed => {
+                    reading = false;
+                    conn.close(CloseReason::PeerClosed);
+                }
+                Input::Violation(reason) => conn.close(reason),
+            },
+            ready = writer.ready(), if wants_write => {
+                let written = ready && writer.write(&mut conn.session).is_ok();
+                conn.export_stats();
+                if !written {
+                    conn.close(CloseReason::PeerClosed);
+                    break;
+                }
+            }
+            Some(cmd) = cmds.recv(), if open => conn.handle_cmd(cmd),
+            () = until_true(&mut drain), if !draining && open => {
+                draining = true;
+                conn.handle_cmd(ConnCmd::Drain);
+            }
+            () = sleep_until(deadline), if deadline.is_some() => {
+                if flush_deadline.is_some() {
+                    break;
+                }
+                conn.on_timeout();
+            }
+        }
+    }
+    let reason = conn.closed.unwrap_or(CloseReason::PeerClosed);
+    debug!(peer = %conn.peer(), reason = reason.as_str(), "connection closed");
+    // Unregister before the (bounded) goodbye, so nothing more is routed here.
+    drop(conn);
+    drop(cmds);
+    writer.finish(reason).await;
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
