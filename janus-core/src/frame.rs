@@ -120,6 +120,12 @@ pub fn frame_len(bytes: &[u8]) -> Option<usize> {
     (end <= bytes.len()).then_some(end)
 }
 
+/// The bytes a frame with a `body_len`-byte body takes on the wire (prefix included): e.g. the
+/// largest WebSocket message a peer may send for the largest frame.
+pub const fn wire_len(body_len: usize) -> usize {
+    body_len.saturating_add(HEADER_LEN)
+}
+
 /// Writes the length prefix of a `len`-byte body (the one place a frame header is written).
 ///
 /// The caller has checked `len` against its frame limit; a body over `i32::MAX` bytes cannot be

@@ -126,6 +126,28 @@ async fn room_packets_go_to_the_room_tunnel_of_their_obj() {
             .iter()
             .any(|o| o.kind == TunnelKind::Room && o.oid == 4242 && o.uid == 10_004)
     );
+
+    // A room request without an object (room list, create room) is the player's own, as
+    // upstream: it reaches the room backend with oid = obj = uid.
+    let index = c.send(6, 1, 0, b"list").await;
+    let reply = c.reply(index).await;
+    assert_eq!(
+        (reply.r#mod, reply.obj, &reply.data[..]),
+        (6, 10_004, &b"list"[..])
+    );
+    let seen = rig.demo.backend().observed();
+    let own = seen
+        .opened
+        .iter()
+        .find(|o| o.kind == TunnelKind::Room && o.oid == 10_004)
+        .expect("a room stream for the player's own uid");
+    assert_eq!(own.metadata.oid.as_deref(), Some("10004"));
+    assert!(
+        seen.requests.iter().any(|r| r.request.module == 6
+            && r.request.obj == 10_004
+            && &r.request.data[..] == b"list"),
+        "forwarded with obj = uid"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

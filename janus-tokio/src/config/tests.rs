@@ -19,8 +19,8 @@ use janus_core::{
 use janus_proto::gate::intra::v1::AuthToken;
 
 use super::{
-    BackendEntry, Config, ConfigError, LOCAL_YAML, OidRuleName, keygen, load_certificate_key,
-    load_client_signing_key, parse_duration, secrets,
+    BackendEntry, BalancerName, Config, ConfigError, LOCAL_YAML, OidRuleName, keygen,
+    load_certificate_key, load_client_signing_key, parse_duration, secrets,
 };
 
 fn no_env(_: &str) -> Option<String> {
@@ -617,6 +617,50 @@ fn routes_add_kinds_and_move_modules() {
     assert!(c.route_table().is_err(), "kind names are lowercase");
     let (path, _) = invalid_at(parse("routes:\n  kinds:\n    team: room\n"));
     assert_eq!(path, "routes.kinds.team");
+}
+
+#[test]
+fn balancer_breaker_and_server_timeouts_are_settings() {
+    let c = parse("").unwrap();
+    assert_eq!(c.routes.balancer, BalancerName::Wrr);
+    assert_eq!(
+        janus_core::route::BreakerConfig::from(c.routes.breaker),
+        janus_core::route::BreakerConfig::default()
+    );
+    let yaml = "routes:\n  balancer: least_loaded\n  breaker:\n    failure_threshold: 2\n    cool_down: 1s\n    max_cool_down: 1m\n    probe_timeout: 5s\nserver:\n  grpc:\n    timeout: 2s\n  http:\n    timeout: 3s\n";
+    let c = parse(yaml).unwrap();
+    assert_eq!(c.routes.balancer, BalancerName::LeastLoaded);
+    let b = janus_core::route::BreakerConfig::from(c.routes.breaker);
+    assert_eq!(
+        (
+            b.failure_threshold,
+            b.cool_down,
+            b.max_cool_down,
+            b.probe_timeout
+        ),
+        (
+            2,
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+            Duration::from_secs(5)
+        )
+    );
+    assert_eq!(c.server.grpc.timeout, Duration::from_secs(2));
+    assert_eq!(c.server.http.timeout, Duration::from_secs(3));
+    let settings = crate::gateway::GatewaySettings::from_config(&local_with("", "")).unwrap();
+    assert_eq!(settings.grpc_timeout, Duration::from_millis(500));
+
+    let (path, _) = invalid_at(parse("routes:\n  balancer: random\n"));
+    assert_eq!(path, "routes.balancer");
+    let mut c = local_with("", "");
+    c.routes.breaker.failure_threshold = 0;
+    c.routes.breaker.max_cool_down = Duration::from_secs(1);
+    let err = c.validate_at(at(Y2030)).unwrap_err().to_string();
+    assert!(
+        err.contains("routes.breaker.failure_threshold")
+            && err.contains("routes.breaker.max_cool_down"),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,7 +11,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use janus_core::route::{BackendSet, TunnelKind};
+use janus_core::{
+    frame::wire_len,
+    route::{BackendSet, TunnelKind},
+};
 
 use super::{Config, ConfigError, secrets};
 
@@ -194,6 +197,23 @@ impl Config {
                 p.invalid(format!("backends.{kind}"), e.to_string());
             }
         }
+        let b = &self.routes.breaker;
+        p.at_least_one(
+            "routes.breaker.failure_threshold",
+            usize::try_from(b.failure_threshold).unwrap_or(usize::MAX),
+        );
+        p.positive("routes.breaker.cool_down", b.cool_down);
+        p.positive("routes.breaker.probe_timeout", b.probe_timeout);
+        if b.max_cool_down < b.cool_down {
+            p.invalid(
+                "routes.breaker.max_cool_down",
+                format!(
+                    "{} is shorter than routes.breaker.cool_down ({})",
+                    super::format_duration(b.max_cool_down),
+                    super::format_duration(b.cool_down)
+                ),
+            );
+        }
     }
 
     fn check_limits(&self, p: &mut Problems) {
@@ -210,13 +230,14 @@ impl Config {
                 ),
             );
         }
-        if s.outbound_budget < s.max_frame_len.saturating_add(4) {
+        if s.outbound_budget < wire_len(s.max_frame_len) {
             p.invalid(
                 "limits.session.outbound_budget",
                 format!(
-                    "{} bytes cannot hold one largest frame ({} + 4); every large reply would \
+                    "{} bytes cannot hold one largest frame ({} bytes); every large reply would \
                      evict its session",
-                    s.outbound_budget, s.max_frame_len
+                    s.outbound_budget,
+                    wire_len(s.max_frame_len)
                 ),
             );
         }

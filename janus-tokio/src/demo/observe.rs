@@ -17,22 +17,12 @@ use tonic::metadata::MetadataMap;
 
 use super::reply::TunnelMessage;
 
-/// Stream metadata header: decimal tunnel oid.
-pub const HEADER_OID: &str = "x-md-global-oid";
-/// Stream metadata header: decimal session uid.
-pub const HEADER_UID: &str = "x-md-global-uid";
-/// Stream metadata header: decimal server id.
-pub const HEADER_SID: &str = "x-md-global-sid";
-/// Stream metadata header: decimal token status; the backend accepts only 1 (GATE).
-pub const HEADER_STATUS: &str = "x-md-global-status";
-/// Stream metadata header: the token's color.
-pub const HEADER_COLOR: &str = "x-md-global-color";
-/// Stream metadata header: the client's `ip:port`.
-pub const HEADER_CLIENT_IP: &str = "x-md-global-client-ip";
-/// Stream metadata header: `<gate gRPC host:port>#<wid>`.
-pub const HEADER_REFERER: &str = "x-md-global-referer";
-/// Stream metadata header: same as the referer.
-pub const HEADER_GATE_REFERER: &str = "x-md-global-gate-referer";
+/// The stream metadata headers, named where the gateway builds them (janus-core).
+pub use janus_core::session::metadata::{
+    CLIENT_IP as HEADER_CLIENT_IP, COLOR as HEADER_COLOR, GATE_REFERER as HEADER_GATE_REFERER,
+    OID as HEADER_OID, REFERER as HEADER_REFERER, SID as HEADER_SID, STATUS as HEADER_STATUS,
+    UID as HEADER_UID,
+};
 
 /// Capacity of the live event channel behind [`DemoBackend::subscribe`](super::DemoBackend::subscribe):
 /// a receiver that falls further behind than this many events gets `RecvError::Lagged`.

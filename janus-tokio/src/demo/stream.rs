@@ -24,7 +24,7 @@ use tracing::{debug, info};
 
 use super::Shared;
 use super::observe::{
-    OpenStream, RequestSeen, StreamEnd, StreamMetadata, StreamRejected, TunnelKind,
+    HEADER_STATUS, OpenStream, RequestSeen, StreamEnd, StreamMetadata, StreamRejected, TunnelKind,
 };
 use super::reply::{Reply, TunnelMessage, logout_push, respond, tick_push};
 
@@ -170,13 +170,13 @@ fn admit(metadata: &StreamMetadata) -> Result<(i64, i64), Status> {
         Some("1") => {}
         Some(other) => {
             return Err(Status::permission_denied(format!(
-                "x-md-global-status is {other:?}; the demo backend only accepts 1 (GATE)"
+                "{HEADER_STATUS} is {other:?}; the demo backend only accepts 1 (GATE)"
             )));
         }
         None => {
-            return Err(Status::permission_denied(
-                "x-md-global-status is missing; the demo backend only accepts 1 (GATE)",
-            ));
+            return Err(Status::permission_denied(format!(
+                "{HEADER_STATUS} is missing; the demo backend only accepts 1 (GATE)"
+            )));
         }
     }
     let integer = |name: &str, value: &Option<String>| match value.as_deref() {

@@ -105,7 +105,7 @@ async fn upgrade_ws(
         }
     };
     // Small buffers: a frame is at most 16 KiB and an idle connection should hold little.
-    let max = shared.core.session.max_frame_len + janus_core::frame::HEADER_LEN;
+    let max = janus_core::frame::wire_len(shared.core.session.max_frame_len);
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)

@@ -5,28 +5,21 @@
 //! limits, demo) have their own sections. Every struct rejects unknown keys: a misspelt key is an
 //! error naming it, never a silently ignored setting.
 
+mod limits;
+mod routes;
+
 use std::{collections::BTreeMap, fmt, time::Duration};
 
 use janus_core::{
-    compress::{DEFAULT_COMPRESS_STRONG, DEFAULT_COMPRESS_THRESHOLD, DEFAULT_MAX_INFLATED_LEN},
-    config::{
-        DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-        DEFAULT_MAX_PENDING, DEFAULT_MAX_TIMESTAMP_SKEW, DEFAULT_MAX_TUNNELS,
-        DEFAULT_OUTBOUND_BUDGET,
-    },
-    frame::DEFAULT_MAX_FRAME_LEN,
-    limit::{
-        DEFAULT_IPV6_PREFIX_LEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
-        DEFAULT_MAX_HANDSHAKES,
-    },
-    replay::DEFAULT_REPLAY_CAPACITY,
-    route::{BreakerConfig, OidRule},
+    compress::{DEFAULT_COMPRESS_STRONG, DEFAULT_COMPRESS_THRESHOLD},
+    route::default_service,
 };
-use serde::{
-    Deserialize, Deserializer,
-    de::{MapAccess, Visitor, value::MapAccessDeserializer},
-};
+use serde::Deserialize;
 
+pub use self::{
+    limits::{AdmissionLimits, Limits, RateLimitConfig, SessionLimits},
+    routes::{BackendEntry, BalancerName, BreakerSettings, OidRuleName, Routes},
+};
 use super::de::{duration, scalar};
 
 /// `label`: who this gateway is (upstream `Label`).
@@ -331,293 +324,6 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// One backend of a tunnel kind. In YAML either `"host:port"` or
-/// `{addr: "host:port", weight: 2, color: blue}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendEntry {
-    /// `host:port` of its gRPC server (host names allowed).
-    pub addr: String,
-    /// Share of new placements. Default 1; 0 takes no new oids but keeps those stuck to it.
-    pub weight: u32,
-    /// The colour it serves; `None` (the default) serves every colour.
-    pub color: Option<String>,
-}
-
-impl From<&BackendEntry> for janus_core::route::Backend {
-    fn from(entry: &BackendEntry) -> Self {
-        janus_core::route::Backend {
-            addr: entry.addr.clone(),
-            weight: entry.weight,
-            color: entry.color.clone(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BackendMap {
-    addr: String,
-    #[serde(default = "one", deserialize_with = "scalar")]
-    weight: u32,
-    #[serde(default)]
-    color: Option<String>,
-}
-
-fn one() -> u32 {
-    1
-}
-
-impl<'de> Deserialize<'de> for BackendEntry {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct EntryVisitor;
-        impl<'de> Visitor<'de> for EntryVisitor {
-            type Value = BackendEntry;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a backend: \"host:port\" or {addr, weight, color}")
-            }
-            fn visit_str<E: serde::de::Error>(self, addr: &str) -> Result<BackendEntry, E> {
-                Ok(BackendEntry {
-                    addr: addr.to_owned(),
-                    weight: 1,
-                    color: None,
-                })
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<BackendEntry, A::Error> {
-                let m = BackendMap::deserialize(MapAccessDeserializer::new(map))?;
-                Ok(BackendEntry {
-                    addr: m.addr,
-                    weight: m.weight,
-                    color: m.color,
-                })
-            }
-        }
-        d.deserialize_any(EntryVisitor)
-    }
-}
-
-/// `routes`: which tunnel kind each module's packets go to.
-///
-/// Built in: kinds `player` (oid = the session uid) and `room` (oid = the packet's `obj`);
-/// module 6 goes to `room`, every other module to `player` (upstream's routing, spec §4.2).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Routes {
-    /// Extra tunnel kinds (`team: object`), each with its oid rule. Names: `a-z0-9_-`, ≤ 32 bytes.
-    pub kinds: BTreeMap<String, OidRuleName>,
-    /// Module id → kind name, overriding the built-in mapping (`7: team`, `6: player`).
-    pub modules: BTreeMap<i32, String>,
-    /// How a new tunnel's backend is chosen when the route table has no placement for its oid.
-    /// Default `wrr`.
-    pub balancer: BalancerName,
-    /// When a backend stops getting new tunnels after failing to open them.
-    pub breaker: BreakerSettings,
-}
-
-/// `routes.balancer`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BalancerName {
-    /// Smooth weighted round-robin over the backend weights, as upstream (nginx's algorithm).
-    #[default]
-    Wrr,
-    /// Power of two choices: of two backends drawn at random (weight > 0), the one with fewer
-    /// tunnels open from this gateway. Spreads load by what backends actually carry.
-    LeastLoaded,
-}
-
-/// `routes.breaker`: see `janus_core::route::BreakerConfig`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BreakerSettings {
-    /// Consecutive failed tunnel opens that take a backend out of placement. Default 5.
-    #[serde(deserialize_with = "scalar")]
-    pub failure_threshold: u32,
-    /// How long it stays out after the first trip. Default `10s`.
-    #[serde(deserialize_with = "duration")]
-    pub cool_down: Duration,
-    /// Longest stay out (the cool-down doubles after each failed probe). Default `300s`.
-    #[serde(deserialize_with = "duration")]
-    pub max_cool_down: Duration,
-    /// How long a probe may go unanswered before another is allowed. Default `30s`.
-    #[serde(deserialize_with = "duration")]
-    pub probe_timeout: Duration,
-}
-
-impl Default for BreakerSettings {
-    fn default() -> Self {
-        let d = BreakerConfig::default();
-        BreakerSettings {
-            failure_threshold: d.failure_threshold,
-            cool_down: d.cool_down,
-            max_cool_down: d.max_cool_down,
-            probe_timeout: d.probe_timeout,
-        }
-    }
-}
-
-impl From<BreakerSettings> for BreakerConfig {
-    fn from(s: BreakerSettings) -> Self {
-        BreakerConfig {
-            failure_threshold: s.failure_threshold,
-            cool_down: s.cool_down,
-            max_cool_down: s.max_cool_down,
-            probe_timeout: s.probe_timeout,
-        }
-    }
-}
-
-/// How a tunnel kind finds its oid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OidRuleName {
-    /// Like `player`: the oid is the session uid; a packet may only name its own uid.
-    Player,
-    /// Like `room`: the oid is the packet's `obj` (0 means the session uid, as upstream).
-    Object,
-}
-
-impl From<OidRuleName> for OidRule {
-    fn from(rule: OidRuleName) -> Self {
-        match rule {
-            OidRuleName::Player => OidRule::SessionUid,
-            OidRuleName::Object => OidRule::Object,
-        }
-    }
-}
-
-/// `limits`: every limit of the gateway (janus-core documents each default and what it stops).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    /// Per-connection limits.
-    pub session: SessionLimits,
-    /// Connection admission.
-    pub admission: AdmissionLimits,
-    /// How long shutdown lets sessions drain before cutting them. Default `10s`.
-    #[serde(deserialize_with = "duration")]
-    pub shutdown_grace: Duration,
-    /// Tokens remembered to refuse a second session per token. Default 262144.
-    #[serde(deserialize_with = "scalar")]
-    pub replay_cache: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            session: SessionLimits::default(),
-            admission: AdmissionLimits::default(),
-            shutdown_grace: Duration::from_secs(10),
-            replay_cache: DEFAULT_REPLAY_CAPACITY,
-        }
-    }
-}
-
-/// `limits.session`: see `janus_core::config::SessionConfig`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SessionLimits {
-    /// Connect to completed handshake. Default `10s`.
-    #[serde(deserialize_with = "duration")]
-    pub handshake_timeout: Duration,
-    /// Longest silence from the client. Default `60s`.
-    #[serde(deserialize_with = "duration")]
-    pub idle_timeout: Duration,
-    /// Handshake timestamp versus our clock. Default `5s`.
-    #[serde(deserialize_with = "duration")]
-    pub max_timestamp_skew: Duration,
-    /// Largest frame body either way, bytes. Default 16384.
-    #[serde(deserialize_with = "scalar")]
-    pub max_frame_len: usize,
-    /// Bytes waiting for a client before it is evicted as a slow consumer. Default 1 MiB.
-    #[serde(deserialize_with = "scalar")]
-    pub outbound_budget: usize,
-    /// Largest inflated client payload, bytes. Default 256 KiB.
-    #[serde(deserialize_with = "scalar")]
-    pub max_inflated_len: usize,
-    /// Tunnels open per session. Default 16.
-    #[serde(deserialize_with = "scalar")]
-    pub max_tunnels: usize,
-    /// Requests awaiting a reply per tunnel. Default 256.
-    #[serde(deserialize_with = "scalar")]
-    pub max_pending: usize,
-    /// How long a draining session waits for in-flight replies. Default `5s`.
-    #[serde(deserialize_with = "duration")]
-    pub drain_timeout: Duration,
-    /// Enforce the +1 packet index. Default `true`.
-    #[serde(deserialize_with = "scalar")]
-    pub check_index: bool,
-    /// Per-session packet rate. Default: none (off, as upstream).
-    pub rate_limit: Option<RateLimitConfig>,
-}
-
-impl Default for SessionLimits {
-    fn default() -> Self {
-        SessionLimits {
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            max_timestamp_skew: DEFAULT_MAX_TIMESTAMP_SKEW,
-            max_frame_len: DEFAULT_MAX_FRAME_LEN,
-            outbound_budget: DEFAULT_OUTBOUND_BUDGET,
-            max_inflated_len: DEFAULT_MAX_INFLATED_LEN,
-            max_tunnels: DEFAULT_MAX_TUNNELS,
-            max_pending: DEFAULT_MAX_PENDING,
-            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
-            check_index: true,
-            rate_limit: None,
-        }
-    }
-}
-
-/// `limits.session.rate_limit`: `burst` packets back to back, then `per_second` on average.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimitConfig {
-    /// Sustained packets per second, ≥ 1.
-    #[serde(deserialize_with = "scalar")]
-    pub per_second: u32,
-    /// Packets accepted back to back, ≥ 1.
-    #[serde(deserialize_with = "scalar")]
-    pub burst: u32,
-}
-
-impl From<RateLimitConfig> for janus_core::limit::RateLimit {
-    fn from(r: RateLimitConfig) -> Self {
-        janus_core::limit::RateLimit {
-            per_second: r.per_second,
-            burst: r.burst,
-        }
-    }
-}
-
-/// `limits.admission`: see `janus_core::limit::AdmissionConfig`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AdmissionLimits {
-    /// Open connections in total. Default 100000.
-    #[serde(deserialize_with = "scalar")]
-    pub max_connections: usize,
-    /// Open connections per IPv4 address or IPv6 prefix. Default 64.
-    #[serde(deserialize_with = "scalar")]
-    pub max_connections_per_address: u32,
-    /// Connections in the handshake at once. Default 1024.
-    #[serde(deserialize_with = "scalar")]
-    pub max_handshakes: usize,
-    /// IPv6 addresses sharing this prefix count as one address, bits. Default 64.
-    #[serde(deserialize_with = "scalar")]
-    pub ipv6_prefix_len: u8,
-}
-
-impl Default for AdmissionLimits {
-    fn default() -> Self {
-        AdmissionLimits {
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
-            max_handshakes: DEFAULT_MAX_HANDSHAKES,
-            ipv6_prefix_len: DEFAULT_IPV6_PREFIX_LEN,
-        }
-    }
-}
-
 /// `demo`: run the demo backend inside the gateway process.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -688,13 +394,10 @@ impl Default for Etcd {
             endpoints: vec!["127.0.0.1:2379".into()],
             username: String::new(),
             password: String::new(),
-            services: [
-                ("player", "roma.player.service"),
-                ("room", "roma.room.service"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
+            services: ["player", "room"]
+                .into_iter()
+                .map(|kind| (kind.to_owned(), default_service(kind)))
+                .collect(),
         }
     }
 }

@@ -1,0 +1,154 @@
+//! `limits`: every limit of the gateway, with janus-core's defaults.
+
+use std::time::Duration;
+
+use janus_core::{
+    compress::DEFAULT_MAX_INFLATED_LEN,
+    config::{
+        DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+        DEFAULT_MAX_PENDING, DEFAULT_MAX_TIMESTAMP_SKEW, DEFAULT_MAX_TUNNELS,
+        DEFAULT_OUTBOUND_BUDGET,
+    },
+    frame::DEFAULT_MAX_FRAME_LEN,
+    limit::{
+        DEFAULT_IPV6_PREFIX_LEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        DEFAULT_MAX_HANDSHAKES,
+    },
+    replay::DEFAULT_REPLAY_CAPACITY,
+};
+use serde::Deserialize;
+
+use crate::config::de::{duration, scalar};
+
+/// `limits`: every limit of the gateway (janus-core documents each default and what it stops).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Per-connection limits.
+    pub session: SessionLimits,
+    /// Connection admission.
+    pub admission: AdmissionLimits,
+    /// How long shutdown lets sessions drain before cutting them. Default `10s`.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Tokens remembered to refuse a second session per token. Default 262144.
+    #[serde(deserialize_with = "scalar")]
+    pub replay_cache: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            session: SessionLimits::default(),
+            admission: AdmissionLimits::default(),
+            shutdown_grace: Duration::from_secs(10),
+            replay_cache: DEFAULT_REPLAY_CAPACITY,
+        }
+    }
+}
+
+/// `limits.session`: see `janus_core::config::SessionConfig`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionLimits {
+    /// Connect to completed handshake. Default `10s`.
+    #[serde(deserialize_with = "duration")]
+    pub handshake_timeout: Duration,
+    /// Longest silence from the client. Default `60s`.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// Handshake timestamp versus our clock. Default `5s`.
+    #[serde(deserialize_with = "duration")]
+    pub max_timestamp_skew: Duration,
+    /// Largest frame body either way, bytes. Default 16384.
+    #[serde(deserialize_with = "scalar")]
+    pub max_frame_len: usize,
+    /// Bytes waiting for a client before it is evicted as a slow consumer. Default 1 MiB.
+    #[serde(deserialize_with = "scalar")]
+    pub outbound_budget: usize,
+    /// Largest inflated client payload, bytes. Default 256 KiB.
+    #[serde(deserialize_with = "scalar")]
+    pub max_inflated_len: usize,
+    /// Tunnels open per session. Default 16.
+    #[serde(deserialize_with = "scalar")]
+    pub max_tunnels: usize,
+    /// Requests awaiting a reply per tunnel. Default 256.
+    #[serde(deserialize_with = "scalar")]
+    pub max_pending: usize,
+    /// How long a draining session waits for in-flight replies. Default `5s`.
+    #[serde(deserialize_with = "duration")]
+    pub drain_timeout: Duration,
+    /// Enforce the +1 packet index. Default `true`.
+    #[serde(deserialize_with = "scalar")]
+    pub check_index: bool,
+    /// Per-session packet rate. Default: none (off, as upstream).
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_timestamp_skew: DEFAULT_MAX_TIMESTAMP_SKEW,
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            outbound_budget: DEFAULT_OUTBOUND_BUDGET,
+            max_inflated_len: DEFAULT_MAX_INFLATED_LEN,
+            max_tunnels: DEFAULT_MAX_TUNNELS,
+            max_pending: DEFAULT_MAX_PENDING,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            check_index: true,
+            rate_limit: None,
+        }
+    }
+}
+
+/// `limits.session.rate_limit`: `burst` packets back to back, then `per_second` on average.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained packets per second, ≥ 1.
+    #[serde(deserialize_with = "scalar")]
+    pub per_second: u32,
+    /// Packets accepted back to back, ≥ 1.
+    #[serde(deserialize_with = "scalar")]
+    pub burst: u32,
+}
+
+impl From<RateLimitConfig> for janus_core::limit::RateLimit {
+    fn from(r: RateLimitConfig) -> Self {
+        janus_core::limit::RateLimit {
+            per_second: r.per_second,
+            burst: r.burst,
+        }
+    }
+}
+
+/// `limits.admission`: see `janus_core::limit::AdmissionConfig`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionLimits {
+    /// Open connections in total. Default 100000.
+    #[serde(deserialize_with = "scalar")]
+    pub max_connections: usize,
+    /// Open connections per IPv4 address or IPv6 prefix. Default 64.
+    #[serde(deserialize_with = "scalar")]
+    pub max_connections_per_address: u32,
+    /// Connections in the handshake at once. Default 1024.
+    #[serde(deserialize_with = "scalar")]
+    pub max_handshakes: usize,
+    /// IPv6 addresses sharing this prefix count as one address, bits. Default 64.
+    #[serde(deserialize_with = "scalar")]
+    pub ipv6_prefix_len: u8,
+}
+
+impl Default for AdmissionLimits {
+    fn default() -> Self {
+        AdmissionLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            ipv6_prefix_len: DEFAULT_IPV6_PREFIX_LEN,
+        }
+    }
+}
