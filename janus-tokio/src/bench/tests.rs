@@ -140,7 +140,7 @@ async fn serve_ws(stream: TcpStream, mut session: Session, behaviour: ServerBeha
         session.handle_bytes(now(), &data);
         let closed = drive(&mut session, behaviour);
         if let Some(out) = session.poll_transmit() {
-            for frame in super::link::Frames(out) {
+            for frame in janus_core::frame::Frames(out) {
                 if ws.feed(Message::Binary(frame)).await.is_err() {
                     return;
                 }
