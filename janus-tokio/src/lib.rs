@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod clock;
 pub mod cluster;
-pub mod config;
+/// The configuration file (the `janus-config` crate, shared with builds without tokio).
+pub use janus_config as config;
 pub mod demo;
 pub mod gateway;

@@ -106,7 +106,9 @@ impl Link {
                     }
                     // A truncated tail (only tests write one) goes out as it is.
                     if !frames.0.is_empty() {
-                        ws.feed(Message::Binary(frames.0)).await.map_err(ws_failure)?;
+                        ws.feed(Message::Binary(frames.0))
+                            .await
+                            .map_err(ws_failure)?;
                     }
                     ws.flush().await.map_err(ws_failure)
                 })

@@ -176,3 +176,19 @@ impl GatewaySettings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_config_resolves_with_its_timeouts_and_routing_choices() {
+        let config = crate::config::Config::local().unwrap();
+        let settings = GatewaySettings::from_config(&config).unwrap();
+        assert_eq!(settings.grpc_timeout, Duration::from_millis(500));
+        assert_eq!(settings.http_timeout, Duration::from_millis(500));
+        assert_eq!(settings.balancer, Balancer::Wrr);
+        assert_eq!(settings.breaker, BreakerConfig::default());
+        assert!(settings.tcp.is_some() && settings.ws.is_some());
+    }
+}

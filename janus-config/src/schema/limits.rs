@@ -18,7 +18,7 @@ use janus_core::{
 };
 use serde::Deserialize;
 
-use crate::config::de::{duration, scalar};
+use crate::de::{duration, scalar};
 
 /// `limits`: every limit of the gateway (janus-core documents each default and what it stops).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -647,8 +647,6 @@ fn balancer_breaker_and_server_timeouts_are_settings() {
     );
     assert_eq!(c.server.grpc.timeout, Duration::from_secs(2));
     assert_eq!(c.server.http.timeout, Duration::from_secs(3));
-    let settings = crate::gateway::GatewaySettings::from_config(&local_with("", "")).unwrap();
-    assert_eq!(settings.grpc_timeout, Duration::from_millis(500));
 
     let (path, _) = invalid_at(parse("routes:\n  balancer: random\n"));
     assert_eq!(path, "routes.balancer");

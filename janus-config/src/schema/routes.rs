@@ -8,7 +8,7 @@ use serde::{
     de::{MapAccess, Visitor, value::MapAccessDeserializer},
 };
 
-use crate::config::de::{duration, scalar};
+use crate::de::{duration, scalar};
 
 /// One backend of a tunnel kind. In YAML either `"host:port"` or
 /// `{addr: "host:port", weight: 2, color: blue}`.

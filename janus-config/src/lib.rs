@@ -1,4 +1,5 @@
-//! The gateway's configuration file: one YAML document, upstream's key names.
+//! The gateway's configuration file: one YAML document, upstream's key names. Shared by every
+//! runtime (the tokio gateway, the mio edge), so it depends on janus-core and serde only.
 //!
 //! ```text
 //! file ─► YAML tree ─► ${NAME:default} from the environment ─► typed Config (unknown keys refused)
@@ -73,7 +74,7 @@ pub use secrets::{load_certificate_key, load_client_signing_key};
 
 /// `configs/local.yaml`, compiled in: a gateway on 127.0.0.1 with the demo backend in process and
 /// the DEV-ONLY secrets of `configs/dev/`. For laptops and tests, never for production.
-pub const LOCAL_YAML: &str = include_str!("../../../configs/local.yaml");
+pub const LOCAL_YAML: &str = include_str!("../../configs/local.yaml");
 
 /// The whole configuration file. See the module docs, and each section for its keys and
 /// defaults.
