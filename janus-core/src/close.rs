@@ -202,6 +202,12 @@ impl CloseReason {
     }
 }
 
+impl core::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,11 +256,5 @@ mod tests {
         assert_eq!(CloseReason::Shutdown.ws_close_code(), 1001);
         assert_eq!(CloseReason::MalformedFrame.ws_close_code(), 1002);
         assert_eq!(CloseReason::IndexMismatch.ws_close_code(), 1008);
-    }
-}
-
-impl core::fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
