@@ -409,14 +409,14 @@ async fn report_serialises_with_its_parameters() {
     let addr = start_server(TCP).await;
     let mut opts = options(addr, false, Mode::Echo);
     opts.duration = Duration::from_millis(300);
-    opts.module = 1;
-    opts.seq = 2; // a real CSHeartbeat
+    opts.module = system::SYSTEM_MODULE;
+    opts.seq = system::HEARTBEAT_SEQ; // a real CSHeartbeat
     let report = run(opts).await.unwrap();
     assert!(report.errors.is_empty(), "{report}");
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["parameters"]["mode"], "echo");
     assert_eq!(json["parameters"]["transport"], "tcp");
-    assert_eq!(json["parameters"]["module"], 1);
+    assert_eq!(json["parameters"]["module"], system::SYSTEM_MODULE);
     assert!(json["messages_per_sec"].as_f64().unwrap() > 0.0);
     assert!(json["request_latency_us"]["p999"].as_u64().is_some());
     let back: BenchReport = serde_json::from_value(json).unwrap();
