@@ -283,7 +283,8 @@ impl ClientSession {
             request_timeout: config.request_timeout,
             max_pending: config.max_pending,
         };
-        // The handshake is plaintext, and a token too large to frame is the caller's to fix.
+        // The handshake goes out in plaintext; only a token over 2 GiB cannot be framed, and the
+        // session then starts out closed.
         if let Err(e) = queue(&mut session.tx, None, &mut session.rng, &packet) {
             session.fail(e);
         }
