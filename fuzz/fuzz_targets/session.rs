@@ -1,6 +1,7 @@
 //! Sequences of session operations after a successful handshake, with `cfg(fuzzing)` packet
 //! opening (a sealed body is `nonce ‖ plaintext ‖ tag`, tags unchecked) so the fuzzer writes
-//! packets directly. Checks the session's invariants after every operation.
+//! packets directly. Checks the session's invariants after every operation, and that the client
+//! on the other end neither panics nor reports anything after its `Closed`.
 #![no_main]
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -44,14 +45,18 @@ fuzz_target!(|ops: Vec<Op>| {
     let config = Arc::new(config);
     let mut server = Session::new(Arc::clone(&config), test_context(), now0, [3; 32]);
     let mut client = ClientSession::new(&test_client_config(true, test_token(UID, now0, 1)), now0, [4; 32]);
-    // Handshake for real (it is plaintext; verification is bypassed in fuzzing builds anyway).
+    // Handshake for real (it is plaintext; verification is bypassed in fuzzing builds anyway),
+    // so the client is established and reads what the fuzzer makes the server send.
     if let Some(b) = client.poll_transmit() {
         server.handle_bytes(now0, &b);
     }
-    let _ = server.poll_transmit();
+    if let Some(b) = server.poll_transmit() {
+        client.handle_bytes(now0, &b);
+    }
     let mut now = now0;
     let mut next_index = 1i32;
     let mut closed = false;
+    let mut client_closed = false;
     let mut open = HashMap::new();
     let mut ever: Vec<TunnelId> = Vec::new();
     let pick = |ever: &[TunnelId], n: u8| ever.get(usize::from(n) % ever.len().max(1)).copied();
@@ -96,12 +101,13 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Advance(ms) => {
                 now = now + Duration::from_millis(u64::from(ms) * 10);
                 server.handle_timeout(now);
+                client.handle_timeout(now);
+                let _ = client.poll_transmit();
             }
             Op::Flush => {
                 if let Some(bytes) = server.poll_transmit() {
                     // The client may not understand fuzzing-build packets; it must not panic.
                     client.handle_bytes(now, &bytes);
-                    while let Some(ClientEvent::Packet(_) | ClientEvent::Established { .. } | ClientEvent::Closed(_)) = client.poll_event() {}
                 }
             }
             Op::TunnelClosed { tunnel } => {
@@ -134,6 +140,23 @@ fuzz_target!(|ops: Vec<Op>| {
                 Event::Closed(_) => closed = true,
                 _ => {}
             }
+        }
+        while let Some(event) = client.poll_event() {
+            assert!(!client_closed, "client event after Closed: {event:?}");
+            match event {
+                ClientEvent::Closed(_) => client_closed = true,
+                ClientEvent::Established { .. }
+                | ClientEvent::Packet(_)
+                | ClientEvent::Heartbeat { .. }
+                | ClientEvent::RequestFailed { .. }
+                | ClientEvent::RequestTimeout { .. }
+                | ClientEvent::Logout(_) => {}
+                _ => {}
+            }
+        }
+        assert_eq!(client_closed, client.is_closed());
+        if let Some(deadline) = client.poll_timeout() {
+            assert!(deadline > now || { client.handle_timeout(now); client.poll_timeout().is_none_or(|d| d > now) });
         }
         assert!(server.pending_transmit() <= BUDGET + 1024);
         assert_eq!(closed, server.state() == SessionState::Closed);

@@ -49,11 +49,12 @@ fn established() -> (Session, ClientSession) {
     config.session.compress_threshold = usize::MAX; // measure the plain path
     config.session.outbound_budget = usize::MAX;
     let mut server = Session::new(Arc::new(config), test_context(), t0(), [1; 32]);
-    let mut client = ClientSession::new(
-        &test_client_config(true, test_token(1, t0(), 1)),
-        t0(),
-        [2; 32],
-    );
+    // The client only seals frames here and never reads the replies: without request tracking
+    // it keeps no per-request state (and queues no timeouts nobody drains).
+    let mut client_config = test_client_config(true, test_token(1, t0(), 1));
+    client_config.request_timeout = None;
+    client_config.heartbeat_interval = None;
+    let mut client = ClientSession::new(&client_config, t0(), [2; 32]);
     server.handle_bytes(t0(), &client.poll_transmit().unwrap());
     client.handle_bytes(t0(), &server.poll_transmit().unwrap());
     while server.poll_event().is_some() {}

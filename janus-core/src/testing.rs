@@ -161,13 +161,52 @@ impl Pair {
         }
     }
 
-    /// Advances virtual time, firing the server's deadline if it is due, then drives.
+    /// Advances virtual time, firing the server's deadline if it is due, then drives. The client's
+    /// timers are left alone: it neither heartbeats nor times requests out, as session tests
+    /// want. [`advance_both`](Self::advance_both) runs them too.
     pub fn advance(&mut self, by: core::time::Duration) {
         self.now = self.now + by;
         if self.server.poll_timeout().is_some_and(|t| t <= self.now) {
             self.server.handle_timeout(self.now);
         }
         self.drive();
+    }
+
+    /// Advances virtual time by `by`, firing every deadline of either side at the moment it falls
+    /// due, earliest first, and driving after each: a heartbeat due halfway through goes out
+    /// halfway through.
+    pub fn advance_both(&mut self, by: core::time::Duration) {
+        /// Both sides promise a deadline after `now` once it has fired; this only stops a broken
+        /// promise from hanging the test.
+        const MAX_ROUNDS: usize = 1_000_000;
+        let end = self.now + by;
+        for _ in 0..MAX_ROUNDS {
+            let next = match (self.server.poll_timeout(), self.client.poll_timeout()) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
+            if next > end {
+                break;
+            }
+            self.now = self.now.max(next);
+            if self.server.poll_timeout().is_some_and(|t| t <= self.now) {
+                self.server.handle_timeout(self.now);
+            }
+            if self.client.poll_timeout().is_some_and(|t| t <= self.now) {
+                self.client.handle_timeout(self.now);
+            }
+            self.drive();
+        }
+        self.now = end;
+        self.drive();
+    }
+
+    /// The server's open tunnel for `key` (what an adapter remembers from `OpenTunnel`).
+    pub fn server_tunnel(&self, key: crate::route::TunnelKey) -> Option<crate::session::TunnelId> {
+        self.server.tunnel_of(key)
     }
 
     /// Takes the server events collected so far.

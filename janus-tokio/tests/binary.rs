@@ -18,9 +18,8 @@ use std::{
 use common::TestClient;
 use janus_core::client::ClientConfig;
 use janus_core::handshake::ClientKeys;
-use janus_proto::message::{ScServerLogout, sc_server_logout::Code as LogoutCode};
+use janus_proto::message::sc_server_logout::Code as LogoutCode;
 use janus_tokio::config::{Config, load_client_signing_key};
-use prost::Message as _;
 
 const JANUS: &str = env!("CARGO_BIN_EXE_janus");
 
@@ -126,15 +125,12 @@ async fn runs_on_the_local_config_and_drains_on_sigterm() {
         .status()
         .unwrap();
     assert!(status.success());
-    let (closed, packets) = c.closed_after().await;
+    let (closed, logout, _) = c.closed_after().await;
     assert!(closed);
-    let logout = packets
-        .iter()
-        .find(|p| p.r#mod == 1 && p.seq == 4)
-        .expect("SCServerLogout before the close");
     assert_eq!(
-        ScServerLogout::decode(logout.data.clone()).unwrap().code(),
-        LogoutCode::Server
+        logout,
+        Some(LogoutCode::Server),
+        "SCServerLogout before the close"
     );
 
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt as _, StreamExt as _};
 use janus_core::{
     Time,
-    client::{ClientConfig, ClientEvent, ClientSession, Outgoing},
+    client::{ClientConfig, ClientEvent, ClientSession, LogoutCode, Outgoing},
     testing::{TEST_TOKEN_KEY, test_client_config, test_server_config},
     token::TokenKey,
 };
@@ -128,7 +128,39 @@ pub enum Wire {
     Ws(tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>),
 }
 
-/// A protocol client over a real socket.
+/// A test client's configuration: the test-vector keys, and no heartbeats of its own, so the
+/// backend sees exactly what the test sends.
+pub fn quiet_config(token: String) -> ClientConfig {
+    let mut config = test_client_config(true, token);
+    config.heartbeat_interval = None;
+    config
+}
+
+/// How the gateway answered one request.
+#[derive(Debug)]
+pub enum Answer {
+    /// Its reply.
+    Reply(Packet),
+    /// `SCServerUnexpectedErr`: the request (`module`, `seq`) could not be served.
+    Failed {
+        module: i32,
+        seq: i32,
+        message: String,
+    },
+}
+
+impl Answer {
+    /// The reply's data; `None` for a failure.
+    pub fn data(&self) -> Option<&[u8]> {
+        match self {
+            Answer::Reply(p) => Some(&p.data),
+            Answer::Failed { .. } => None,
+        }
+    }
+}
+
+/// A protocol client over a real socket. It runs the client's timers (heartbeats, request
+/// timeouts) while it waits for events.
 pub struct TestClient {
     pub wire: Wire,
     pub session: ClientSession,
@@ -141,11 +173,11 @@ pub struct TestClient {
 
 impl TestClient {
     pub async fn tcp(addr: SocketAddr, uid: i64) -> TestClient {
-        Self::tcp_with(addr, uid, test_client_config(true, token(uid, "local"))).await
+        Self::tcp_with(addr, uid, quiet_config(token(uid, "local"))).await
     }
 
     pub async fn tcp_color(addr: SocketAddr, uid: i64, color: &str) -> TestClient {
-        Self::tcp_with(addr, uid, test_client_config(true, token(uid, color))).await
+        Self::tcp_with(addr, uid, quiet_config(token(uid, color))).await
     }
 
     pub async fn tcp_with(addr: SocketAddr, uid: i64, config: ClientConfig) -> TestClient {
@@ -169,7 +201,7 @@ impl TestClient {
             tokio_tungstenite::MaybeTlsStream::Plain(s) => s.local_addr().unwrap(),
             _ => unreachable!(),
         };
-        let config = test_client_config(true, token(uid, "local"));
+        let config = quiet_config(token(uid, "local"));
         let mut c = TestClient {
             wire: Wire::Ws(ws),
             session: ClientSession::new(&config, now(), [6; 32]),
@@ -238,7 +270,12 @@ impl TestClient {
             if self.closed {
                 return None;
             }
-            let read = tokio::time::timeout_at(deadline, async {
+            // The client's own deadline, on the gateway's clock.
+            let wake = match self.session.poll_timeout() {
+                Some(t) => deadline.min(tokio::time::Instant::now() + t.saturating_since(now())),
+                None => deadline,
+            };
+            let read = tokio::time::timeout_at(wake, async {
                 match &mut self.wire {
                     Wire::Tcp(s) => {
                         let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -263,6 +300,10 @@ impl TestClient {
                     self.session.handle_bytes(now(), &bytes);
                 }
                 Ok(None) => self.closed = true,
+                Err(_) if wake < deadline => {
+                    self.session.handle_timeout(now());
+                    self.flush().await;
+                }
                 Err(_) => return None,
             }
         }
@@ -279,28 +320,52 @@ impl TestClient {
         }
     }
 
-    /// Waits for the reply with `index`.
-    pub async fn reply(&mut self, index: i32) -> Packet {
+    /// Waits for the answer to the request at `index`, reply or failure.
+    pub async fn answer(&mut self, index: i32) -> Answer {
         loop {
-            let p = self
-                .next_packet()
-                .await
-                .expect("connection closed before the reply");
-            if p.index == index {
-                return p;
+            match self.next_event().await {
+                Some(ClientEvent::Packet(p)) if p.index == index => return Answer::Reply(p),
+                Some(ClientEvent::RequestFailed {
+                    index: i,
+                    module,
+                    seq,
+                    message,
+                }) if i == index => {
+                    return Answer::Failed {
+                        module,
+                        seq,
+                        message,
+                    };
+                }
+                Some(ClientEvent::RequestTimeout { index: i, .. }) if i == index => {
+                    panic!("request {index} timed out")
+                }
+                Some(ClientEvent::Closed(e)) => panic!("closed before the answer: {e}"),
+                Some(_) => {}
+                None => panic!("connection closed before the answer"),
             }
         }
     }
 
-    /// Whether the gateway closes the connection within WAIT, with the packets it sent first.
-    pub async fn closed_after(&mut self) -> (bool, Vec<Packet>) {
-        let mut packets = Vec::new();
+    /// Waits for the reply with `index`; a failed request fails the test.
+    pub async fn reply(&mut self, index: i32) -> Packet {
+        match self.answer(index).await {
+            Answer::Reply(p) => p,
+            failed => panic!("request {index} failed: {failed:?}"),
+        }
+    }
+
+    /// Whether the gateway closes the connection within WAIT, the logout it sent before (if
+    /// any), and every other event before the close.
+    pub async fn closed_after(&mut self) -> (bool, Option<LogoutCode>, Vec<ClientEvent>) {
+        let mut logout = None;
+        let mut events = Vec::new();
         loop {
             match self.next_event().await {
-                Some(ClientEvent::Packet(p)) => packets.push(p),
+                Some(ClientEvent::Logout(code)) => logout = Some(code),
                 Some(ClientEvent::Closed(_)) => {}
-                Some(_) => {}
-                None => return (self.closed, packets),
+                Some(event) => events.push(event),
+                None => return (self.closed, logout, events),
             }
         }
     }

@@ -12,17 +12,18 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Rig, TestClient, WAIT};
-use janus_core::{CloseReason, client::Outgoing};
+use common::{Answer, Rig, TestClient, WAIT};
+use janus_core::{
+    CloseReason,
+    client::{ClientEvent, HeartbeatCode, Outgoing},
+    system::{self, HEARTBEAT_SEQ, SYSTEM_MODULE},
+};
 use janus_proto::{
     broadcaster::service::push::v1::{
         BroadcastRequest, MulticastRequest, PushBody, PushRequest,
         push_service_client::PushServiceClient,
     },
-    message::{
-        ScHeartbeat, ScServerLogout, ScServerUnexpectedErr, sc_heartbeat,
-        sc_server_logout::Code as LogoutCode,
-    },
+    message::{ScHeartbeat, sc_heartbeat, sc_server_logout::Code as LogoutCode},
 };
 use janus_tokio::demo::{self, TunnelKind};
 use prost::Message as _;
@@ -31,13 +32,13 @@ use prost::Message as _;
 async fn tcp_handshake_heartbeat_and_echo() {
     let rig = Rig::start().await;
     let mut c = TestClient::tcp(rig.tcp(), 10_001).await;
-    let hb = janus_proto::message::CsHeartbeat {
-        client_time: common::now().unix_secs(),
-    }
-    .encode_to_vec();
-    let index = c.send(1, 2, 0, &hb).await;
+    let hb = system::heartbeat_body(common::now().unix_secs());
+    let index = c.send(SYSTEM_MODULE, HEARTBEAT_SEQ, 0, &hb).await;
     let reply = c.reply(index).await;
-    assert_eq!((reply.r#mod, reply.seq, reply.obj), (1, 2, 10_001));
+    assert_eq!(
+        (reply.r#mod, reply.seq, reply.obj),
+        (SYSTEM_MODULE, HEARTBEAT_SEQ, 10_001)
+    );
     assert_eq!(
         ScHeartbeat::decode(reply.data).unwrap().code(),
         sc_heartbeat::Code::Succeeded
@@ -48,6 +49,43 @@ async fn tcp_handshake_heartbeat_and_echo() {
         (&reply.data[..], reply.r#mod, reply.seq),
         (&b"hello \x00\xff"[..], 3, 7)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_client_heartbeats_by_itself_and_hears_the_backend() {
+    let rig = Rig::start().await;
+    let mut config = common::quiet_config(common::token(10_013, "local"));
+    config.heartbeat_interval = Some(Duration::from_millis(200));
+    let mut c = TestClient::tcp_with(rig.tcp(), 10_013, config).await;
+    let before = common::now().unix_secs();
+    for _ in 0..2 {
+        match c.next_event().await {
+            Some(ClientEvent::Heartbeat { server_time, code }) => {
+                assert_eq!(code, HeartbeatCode::Succeeded);
+                assert!(
+                    (before..=before + 2).contains(&server_time),
+                    "{server_time}"
+                );
+            }
+            other => panic!("expected a heartbeat answer, got {other:?}"),
+        }
+    }
+    let seen = rig.demo.backend().observed();
+    let beats: Vec<_> = seen
+        .requests
+        .iter()
+        .filter(|r| r.oid == 10_013)
+        .map(|r| (r.request.module, r.request.seq, r.request.index))
+        .collect();
+    assert_eq!(
+        beats,
+        [
+            (SYSTEM_MODULE, HEARTBEAT_SEQ, 1),
+            (SYSTEM_MODULE, HEARTBEAT_SEQ, 2)
+        ],
+        "on the player's tunnel, counted like any request"
+    );
+    assert_eq!(c.session.pending_requests(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,8 +193,11 @@ async fn a_spoofed_player_obj_never_reaches_the_backend() {
     let rig = Rig::start().await;
     let mut c = TestClient::tcp(rig.tcp(), 10_005).await;
     c.send(3, 1, 77_777, b"I am someone else").await;
-    let (closed, packets) = c.closed_after().await;
-    assert!(closed && packets.is_empty());
+    let (closed, logout, events) = c.closed_after().await;
+    assert!(
+        closed && logout.is_none() && events.is_empty(),
+        "{events:?}"
+    );
     let seen = rig.demo.backend().observed();
     assert!(seen.opened.iter().all(|o| o.oid != 77_777));
     assert!(seen.requests.iter().all(|r| r.request.obj != 77_777));
@@ -186,9 +227,9 @@ async fn a_replayed_packet_closes_the_connection() {
     let frame = c.session.poll_transmit().unwrap();
     c.write_raw(frame.clone()).await;
     c.write_raw(frame).await;
-    let (closed, packets) = c.closed_after().await;
+    let (closed, _, answers) = c.closed_after().await;
     assert!(closed);
-    assert!(packets.len() <= 1, "at most the first copy is answered");
+    assert!(answers.len() <= 1, "at most the first copy is answered");
     assert_eq!(
         rig.gateway
             .metrics()
@@ -329,11 +370,16 @@ async fn a_failed_backend_stream_answers_pending_requests_and_the_next_packet_re
     let rig = Rig::start().await;
     let mut c = TestClient::tcp(rig.tcp(), 10_008).await;
     let index = c.send(3, 1, 0, demo::FAIL_STREAM).await;
-    let reply = c.reply(index).await;
-    assert_eq!((reply.r#mod, reply.seq), (1, 3));
-    let err = ScServerUnexpectedErr::decode(reply.data).unwrap();
+    let Answer::Failed {
+        module,
+        seq,
+        message,
+    } = c.answer(index).await
+    else {
+        panic!("an SCServerUnexpectedErr answer");
+    };
     assert_eq!(
-        (err.r#mod, err.seq, err.msg.as_str()),
+        (module, seq, message.as_str()),
         (3, 1, "backend unavailable")
     );
     let index = c.send(3, 1, 0, b"after").await;
@@ -361,10 +407,10 @@ async fn a_killed_backend_gives_errors_not_hangs_and_recovery_follows_its_return
     // the dead backend: requests are answered with errors, the session stays up
     for _ in 0..3 {
         let index = c.send(3, 1, 0, b"while down").await;
-        let reply = tokio::time::timeout(WAIT * 2, c.reply(index))
+        let answer = tokio::time::timeout(WAIT * 2, c.answer(index))
             .await
             .expect("an answer, not a hang");
-        assert_eq!((reply.r#mod, reply.seq), (1, 3));
+        assert!(matches!(answer, Answer::Failed { .. }), "{answer:?}");
     }
     // the backend comes back on the same address
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
@@ -374,8 +420,7 @@ async fn a_killed_backend_gives_errors_not_hangs_and_recovery_follows_its_return
     let mut ok = false;
     for _ in 0..20 {
         let index = c.send(3, 1, 0, b"back").await;
-        let reply = c.reply(index).await;
-        if &reply.data[..] == b"back" {
+        if c.answer(index).await.data() == Some(b"back") {
             ok = true;
             break;
         }
@@ -389,16 +434,9 @@ async fn a_second_login_replaces_the_first() {
     let rig = Rig::start().await;
     let mut first = TestClient::tcp(rig.tcp(), 10_010).await;
     let _second = TestClient::tcp(rig.tcp(), 10_010).await;
-    let (closed, packets) = first.closed_after().await;
+    let (closed, logout, _) = first.closed_after().await;
     assert!(closed);
-    let logout = packets
-        .iter()
-        .find(|p| p.r#mod == 1 && p.seq == 4)
-        .expect("SCServerLogout");
-    assert_eq!(
-        ScServerLogout::decode(logout.data.clone()).unwrap().code(),
-        LogoutCode::ConflictingLogin
-    );
+    assert_eq!(logout, Some(LogoutCode::ConflictingLogin), "SCServerLogout");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -412,16 +450,9 @@ async fn shutdown_logs_clients_out_and_ends() {
         demo: _demo,
     } = rig;
     let shutdown = tokio::spawn(gateway.shutdown());
-    let (closed, packets) = c.closed_after().await;
+    let (closed, logout, _) = c.closed_after().await;
     assert!(closed);
-    let logout = packets
-        .iter()
-        .find(|p| p.r#mod == 1 && p.seq == 4)
-        .expect("SCServerLogout");
-    assert_eq!(
-        ScServerLogout::decode(logout.data.clone()).unwrap().code(),
-        LogoutCode::Server
-    );
+    assert_eq!(logout, Some(LogoutCode::Server), "SCServerLogout");
     assert_eq!(
         tokio::time::timeout(WAIT, shutdown).await.unwrap().unwrap(),
         0,
@@ -502,15 +533,14 @@ async fn players_on_a_dead_backend_move_to_a_live_one_once_its_breaker_opens() {
     let mut answered = false;
     for _ in 0..20 {
         let index = c.send(3, 1, 0, b"still here").await;
-        let reply = c.reply(index).await;
-        if &reply.data[..] == b"still here" {
+        let answer = c.answer(index).await;
+        if answer.data() == Some(b"still here") {
             answered = true;
             break;
         }
-        assert_eq!(
-            (reply.r#mod, reply.seq),
-            (1, 3),
-            "an error answer, not silence"
+        assert!(
+            matches!(answer, Answer::Failed { .. }),
+            "an error answer, not silence: {answer:?}"
         );
         errors += 1;
     }

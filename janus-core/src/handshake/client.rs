@@ -2,19 +2,17 @@
 
 use bytes::Bytes;
 use janus_proto::{
-    message::{CsHandshake, ScHandshake, ScServerLogout, sc_server_logout::Code as LogoutCode},
+    message::{CsHandshake, ScHandshake, sc_server_logout::Code as LogoutCode},
     packet::Packet,
 };
 use prost::Message;
 
-use super::{HANDSHAKE_SEQ, SYSTEM_MODULE, within_skew};
+use super::within_skew;
 use crate::{
     Time,
     crypto::{EphemeralKey, SharedKey, SigningKey, VerifyingKey},
+    system::{HANDSHAKE_SEQ, SYSTEM_MODULE, SystemMessage},
 };
-
-/// `SystemSeq.ServerLogout`.
-const LOGOUT_SEQ: i32 = 4;
 
 /// The client's certificate material.
 #[derive(Debug, Clone)]
@@ -117,10 +115,7 @@ impl ClientHandshake {
     /// Checks the server's reply frame body and derives the session key.
     pub fn finish(self, now: Time, body: &[u8]) -> Result<Established, ClientHandshakeError> {
         let packet = Packet::decode(body).map_err(|_| ClientHandshakeError::MalformedReply)?;
-        if packet.r#mod == SYSTEM_MODULE && packet.seq == LOGOUT_SEQ {
-            let code = ScServerLogout::decode(packet.data)
-                .map(|l| l.code())
-                .unwrap_or(LogoutCode::Server);
+        if let Some(SystemMessage::Logout(code)) = SystemMessage::recognise(&packet) {
             return Err(ClientHandshakeError::Refused(code));
         }
         if packet.seq != HANDSHAKE_SEQ {

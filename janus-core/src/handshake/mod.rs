@@ -14,10 +14,8 @@ pub use server::{Accepted, Identity, accept};
 
 use crate::{CloseReason, crypto::CryptoError, token::TokenError};
 
-/// `SystemSeq.Handshake`: the only `seq` a first packet may carry.
-pub const HANDSHAKE_SEQ: i32 = 1;
-/// `ModuleID.System`.
-pub const SYSTEM_MODULE: i32 = 1;
+pub use crate::system::{HANDSHAKE_SEQ, SYSTEM_MODULE};
+
 /// The index of the client's first post-handshake packet (`SCHandshake.start_index`).
 pub const START_INDEX: i32 = 1;
 

@@ -7,11 +7,12 @@ use janus_proto::{
 };
 use prost::Message;
 
-use super::{HANDSHAKE_SEQ, HandshakeError, START_INDEX, within_skew};
+use super::{HandshakeError, START_INDEX, within_skew};
 use crate::{
     Time,
     config::ServerConfig,
     crypto::{EphemeralKey, KEY_LEN, SharedKey},
+    system::HANDSHAKE_SEQ,
 };
 
 /// Who the client is, from its token (spec §2.4 step 8).

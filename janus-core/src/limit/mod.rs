@@ -49,6 +49,16 @@
 //! The per-connection limits (frame length, handshake and idle timeouts, timestamp skew, inflated
 //! size, outbound budget, tunnels per session, packet rate, drain time) are listed with their
 //! defaults, units and reasons on [`SessionConfig`](crate::config::SessionConfig).
+//!
+//! ## Client limits ([`crate::client`])
+//!
+//! | Limit | Default | Unit | Stops |
+//! |---|---|---|---|
+//! | [`ClientConfig::handshake_timeout`](crate::client::ClientConfig::handshake_timeout) | 10 | seconds from connect to `SCHandshake` | a client hanging on a server that never answers |
+//! | [`DEFAULT_HEARTBEAT_INTERVAL`](crate::client::DEFAULT_HEARTBEAT_INTERVAL) | 10 | seconds of silence before a heartbeat | a quiet player being dropped by the gateway's 60 s idle timeout |
+//! | [`DEFAULT_REQUEST_TIMEOUT`](crate::client::DEFAULT_REQUEST_TIMEOUT) | 30 | seconds a request waits for its reply | an application waiting forever for a lost reply |
+//! | [`DEFAULT_CLIENT_MAX_PENDING`](crate::client::DEFAULT_CLIENT_MAX_PENDING) | 1024 | requests awaiting a reply | a server that stops answering growing the client's memory |
+//! | [`DEFAULT_CLIENT_MAX_INFLATED_LEN`](crate::client::DEFAULT_CLIENT_MAX_INFLATED_LEN) | 16 | MiB of inflated server `data` | a zlib bomb from a compromised server |
 
 mod admission;
 mod gcra;

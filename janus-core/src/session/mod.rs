@@ -188,6 +188,14 @@ impl Session {
         }
     }
 
+    /// The open tunnel for `key`, if any (tests name tunnels by key).
+    pub(crate) fn tunnel_of(&self, key: crate::route::TunnelKey) -> Option<TunnelId> {
+        match &self.state {
+            State::Established(link) => link.tunnels.iter().find(|t| t.key == key).map(|t| t.id),
+            _ => None,
+        }
+    }
+
     /// Bytes queued for the client and not yet taken by [`poll_transmit`](Self::poll_transmit).
     pub fn pending_transmit(&self) -> usize {
         self.tx.len()

@@ -74,11 +74,19 @@ fn room(oid: i64) -> TunnelKey {
     }
 }
 
+/// The packets the client received, with the system messages it turned into events rebuilt.
 fn packets(events: Vec<ClientEvent>) -> Vec<Packet> {
     events
         .into_iter()
         .filter_map(|e| match e {
             ClientEvent::Packet(p) => Some(p),
+            ClientEvent::Logout(code) => Some(crate::system::logout(code)),
+            ClientEvent::RequestFailed {
+                index,
+                module,
+                seq,
+                message,
+            } => Some(crate::system::unexpected_err(module, seq, index, &message)),
             _ => None,
         })
         .collect()

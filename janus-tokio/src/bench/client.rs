@@ -8,14 +8,10 @@ use janus_core::{
     Time,
     client::{ClientConfig, ClientEvent, ClientSession, Outgoing},
     handshake::ClientKeys,
+    system::{self, HEARTBEAT_SEQ, SYSTEM_MODULE},
     token::TokenKey,
 };
-use janus_proto::{
-    gate::intra::v1::AuthToken,
-    message::{CsHeartbeat, ScServerLogout, sc_server_logout::Code as LogoutCode},
-    packet::Packet,
-};
-use prost::Message as _;
+use janus_proto::gate::intra::v1::AuthToken;
 use rand_core::{OsRng, RngCore as _};
 use tokio::time::{Instant, sleep_until, timeout_at};
 
@@ -24,15 +20,6 @@ use super::{
     options::{BenchOptions, Mode, Target},
     stats::{ClientStats, ConnectionGauge, Failure, Live, micros},
 };
-
-/// `ModuleID.System`.
-const SYSTEM_MODULE: i32 = 1;
-/// `SystemSeq.Heartbeat`: echo requests with this (module, seq) carry a real `CSHeartbeat`.
-const HEARTBEAT_SEQ: i32 = 2;
-/// `SystemSeq.ServerUnexpectedErr`: the gateway's answer when a request cannot be served.
-const UNEXPECTED_ERR_SEQ: i32 = 3;
-/// `SystemSeq.ServerLogout`: the gateway says why it is about to close the session.
-const LOGOUT_SEQ: i32 = 4;
 
 /// Token lifetime, as the account service issues them (spec §2.1).
 const TOKEN_LIFETIME_SECS: i64 = 600;
@@ -169,12 +156,10 @@ impl Shared {
         self.token_key.seal(&token, n)
     }
 
+    /// Echo requests that are heartbeats (module 1, seq 2) carry a real `CSHeartbeat`.
     fn request_data(&self) -> Bytes {
         if self.module == SYSTEM_MODULE && self.seq == HEARTBEAT_SEQ {
-            let beat = CsHeartbeat {
-                client_time: self.clock.now().unix_secs(),
-            };
-            beat.encode_to_vec().into()
+            system::heartbeat_body(self.clock.now().unix_secs())
         } else {
             self.payload.clone()
         }
@@ -262,7 +247,6 @@ async fn echo_client(shared: &Shared, index: u32, stats: &mut ClientStats) {
                     shared,
                     conn,
                     inflight: VecDeque::new(),
-                    logout: None,
                 };
                 match echo.run(stats).await {
                     Ok(()) => {
@@ -341,7 +325,12 @@ async fn open<'a>(
 
     let now = shared.clock.now();
     let token = shared.mint_token(uid, now, &token_random);
-    let config = ClientConfig::new(shared.keys.clone(), token);
+    let mut config = ClientConfig::new(shared.keys.clone(), token);
+    // The bench keeps its own clock: it never calls handle_timeout, times requests from when
+    // they were due (not sent), and every mode measures only the traffic it makes itself. The
+    // client's own heartbeats and request tracking would only add work and packets.
+    config.heartbeat_interval = None;
+    config.request_timeout = None;
     let mut link = Link::connect(&shared.endpoint, deadline).await?;
     let open = ConnectionGauge::up(&shared.live.connections);
     let mut session = ClientSession::new(&config, shared.clock.now(), seed);
@@ -389,8 +378,6 @@ struct Echo<'a> {
     conn: Conn<'a>,
     /// Requests awaiting a reply: index and the time the request was due, oldest first.
     inflight: VecDeque<(i32, Instant)>,
-    /// The reason the server gave before closing, if it gave one.
-    logout: Option<LogoutCode>,
 }
 
 impl Echo<'_> {
@@ -449,12 +436,10 @@ impl Echo<'_> {
             match read {
                 None | Some(Ok(true)) => {}
                 Some(Ok(false)) => {
-                    // Whatever arrived with the close (a logout, late replies) still counts.
+                    // Whatever arrived with the close (late replies) still counts; a logout
+                    // ends the session in handle_events, as Failure::Logout.
                     self.handle_events(stats)?;
-                    return Err(match self.logout {
-                        Some(code) => Failure::Logout(code),
-                        None => Failure::ClosedByServer,
-                    });
+                    return Err(Failure::ClosedByServer);
                 }
                 Some(Err(failure)) => return Err(failure),
             }
@@ -485,9 +470,17 @@ impl Echo<'_> {
     }
 
     fn handle_events(&mut self, stats: &mut ClientStats) -> Result<(), Failure> {
+        let shared = self.shared;
         while let Some(event) = self.conn.session.poll_event() {
             match event {
-                ClientEvent::Packet(packet) => self.handle_packet(packet, stats),
+                ClientEvent::Packet(packet) if packet.index == 0 => {
+                    Live::add(&shared.live.pushes, 1);
+                }
+                ClientEvent::Packet(packet) => self.answered(packet.index, true, stats),
+                ClientEvent::RequestFailed { index, .. } => self.answered(index, false, stats),
+                // A logout is a push too; the Closed(LoggedOut) right behind it ends the run as
+                // Failure::Logout.
+                ClientEvent::Logout(_) => Live::add(&shared.live.pushes, 1),
                 ClientEvent::Closed(error) => return Err(Failure::from_client_error(error)),
                 _ => {}
             }
@@ -495,31 +488,20 @@ impl Echo<'_> {
         Ok(())
     }
 
-    fn handle_packet(&mut self, packet: Packet, stats: &mut ClientStats) {
-        let live = &self.shared.live;
-        if packet.index == 0 {
-            Live::add(&live.pushes, 1);
-            if packet.r#mod == SYSTEM_MODULE && packet.seq == LOGOUT_SEQ {
-                self.logout = Some(
-                    ScServerLogout::decode(packet.data)
-                        .map(|l| l.code())
-                        .unwrap_or(LogoutCode::Server),
-                );
-            }
-            return;
-        }
-        let Some(pos) = self.inflight.iter().position(|(i, _)| *i == packet.index) else {
+    /// The request at `index` was answered: with its reply (`ok`) or `SCServerUnexpectedErr`.
+    fn answered(&mut self, index: i32, ok: bool, stats: &mut ClientStats) {
+        let Some(pos) = self.inflight.iter().position(|(i, _)| *i == index) else {
             stats.late_replies += 1;
             return;
         };
         let Some((_, due)) = self.inflight.remove(pos) else {
             return;
         };
-        if packet.r#mod == SYSTEM_MODULE && packet.seq == UNEXPECTED_ERR_SEQ {
+        if !ok {
             self.shared.failed(stats, Failure::ServerUnexpectedErr);
             return;
         }
         stats.request_us.saturating_record(micros(due.elapsed()));
-        Live::add(&live.replies, 1);
+        Live::add(&self.shared.live.replies, 1);
     }
 }

@@ -172,6 +172,8 @@ impl Failure {
                 Failure::HandshakeRefused(code)
             }
             ClientError::Handshake(e) => Failure::HandshakeInvalid(e),
+            ClientError::HandshakeTimeout => Failure::HandshakeTimeout,
+            ClientError::LoggedOut(code) => Failure::Logout(code),
             other => Failure::Protocol(other),
         }
     }

@@ -11,10 +11,12 @@ use std::{
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use janus_core::{
-    Time,
+    CloseReason, Time,
+    client::LogoutCode,
     config::ServerConfig,
     crypto::SigningKey,
     session::{Event, PushPacket, Session, TunnelMessage},
+    system,
     testing::{TEST_SERVER_CERT_SEED, test_context, test_server_config},
 };
 use janus_proto::broadcaster::service::push::v1::PushBody;
@@ -41,6 +43,19 @@ struct ServerBehaviour {
     encrypted: bool,
     /// Push one packet to each session right after its handshake.
     push_on_login: bool,
+    /// How it answers a request.
+    answer: Answer,
+}
+
+/// What the loopback server does with each request.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// Replies with the request's data.
+    Echo,
+    /// Answers `SCServerUnexpectedErr`, as the gateway does for a dead backend.
+    Error,
+    /// Logs the session out (admin kick) and closes it.
+    Kick,
 }
 
 /// Starts the loopback server; it runs until the test's runtime ends.
@@ -72,13 +87,35 @@ fn drive(session: &mut Session, behaviour: ServerBehaviour) -> bool {
     while let Some(event) = session.poll_event() {
         match event {
             Event::Forward { tunnel, message } => {
-                let reply = TunnelMessage {
-                    data: message.data,
-                    module: message.module,
-                    seq: message.seq,
-                    index: message.index,
-                    obj: message.obj,
-                    ..Default::default()
+                let reply = match behaviour.answer {
+                    Answer::Echo => TunnelMessage {
+                        data: message.data,
+                        module: message.module,
+                        seq: message.seq,
+                        index: message.index,
+                        obj: message.obj,
+                        ..Default::default()
+                    },
+                    Answer::Error => {
+                        let error = system::unexpected_err(
+                            message.module,
+                            message.seq,
+                            message.index,
+                            "no",
+                        );
+                        TunnelMessage {
+                            data: error.data,
+                            module: error.r#mod,
+                            seq: error.seq,
+                            index: error.index,
+                            obj: message.obj,
+                            ..Default::default()
+                        }
+                    }
+                    Answer::Kick => {
+                        session.close(now(), CloseReason::AdminKickOut);
+                        continue;
+                    }
                 };
                 session.handle_tunnel(now(), tunnel, reply);
             }
@@ -175,6 +212,7 @@ const TCP: ServerBehaviour = ServerBehaviour {
     ws: false,
     encrypted: true,
     push_on_login: false,
+    answer: Answer::Echo,
 };
 
 fn assert_sane_latency(report: &BenchReport) {
@@ -236,6 +274,7 @@ async fn echo_open_loop_over_websocket_counts_pushes() {
         ws: true,
         encrypted: true,
         push_on_login: true,
+        answer: Answer::Echo,
     })
     .await;
     let mut opts = options(addr, true, Mode::Echo);
@@ -267,6 +306,7 @@ async fn handshake_storm_over_websocket_unencrypted() {
         ws: true,
         encrypted: false,
         push_on_login: false,
+        answer: Answer::Echo,
     })
     .await;
     let mut opts = options(addr, true, Mode::Handshake);
@@ -328,18 +368,58 @@ async fn failures_are_counted_by_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_requests_and_logouts_are_counted_by_reason() {
+    let addr = start_server(ServerBehaviour {
+        answer: Answer::Error,
+        ..TCP
+    })
+    .await;
+    let mut opts = options(addr, false, Mode::Echo);
+    opts.duration = Duration::from_millis(300);
+    let report = run(opts.clone()).await.unwrap();
+    let failed = report.errors.get("server_unexpected_err").copied();
+    assert!(failed.unwrap_or(0) > 0, "{report}");
+    assert_eq!(report.errors.len(), 1, "{report}");
+    assert_eq!(
+        Some(report.requests),
+        failed,
+        "every request failed: {report}"
+    );
+    assert_eq!((report.replies, report.late_replies), (0, 0), "{report}");
+
+    let addr = start_server(ServerBehaviour {
+        answer: Answer::Kick,
+        ..TCP
+    })
+    .await;
+    opts.target = Target::Tcp(addr.to_string());
+    let report = run(opts).await.unwrap();
+    let logout = format!("logout({})", LogoutCode::AdminKickOut.as_str_name());
+    let logouts = report.errors.get(&logout).copied().unwrap_or(0);
+    assert!(logouts > 0, "{report}");
+    assert_eq!(report.pushes, logouts, "the logout is a push: {report}");
+    assert!(
+        report
+            .errors
+            .keys()
+            .all(|k| *k == logout || k == "request_lost"),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_serialises_with_its_parameters() {
     let addr = start_server(TCP).await;
     let mut opts = options(addr, false, Mode::Echo);
     opts.duration = Duration::from_millis(300);
-    opts.module = 1;
-    opts.seq = 2; // a real CSHeartbeat
+    opts.module = system::SYSTEM_MODULE;
+    opts.seq = system::HEARTBEAT_SEQ; // a real CSHeartbeat
     let report = run(opts).await.unwrap();
     assert!(report.errors.is_empty(), "{report}");
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["parameters"]["mode"], "echo");
     assert_eq!(json["parameters"]["transport"], "tcp");
-    assert_eq!(json["parameters"]["module"], 1);
+    assert_eq!(json["parameters"]["module"], system::SYSTEM_MODULE);
     assert!(json["messages_per_sec"].as_f64().unwrap() > 0.0);
     assert!(json["request_latency_us"]["p999"].as_u64().is_some());
     let back: BenchReport = serde_json::from_value(json).unwrap();
@@ -373,6 +453,7 @@ async fn serve_for_manual_runs() {
             ws,
             encrypted: true,
             push_on_login: false,
+            answer: Answer::Echo,
         };
         tokio::spawn(accept(listener, Arc::clone(&config), behaviour));
     }

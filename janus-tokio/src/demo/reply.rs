@@ -17,11 +17,12 @@
 //! and `frag_*`, like roma's generated handlers echo the request's `index` (wire-protocol §3.3).
 
 use bytes::Bytes;
-use janus_proto::message::{ScHeartbeat, ScServerLogout, ScServerUnexpectedErr};
-use janus_proto::message::{sc_heartbeat, sc_server_logout};
+use janus_core::{
+    client::{HeartbeatCode, LogoutCode},
+    system::{self, HEARTBEAT_SEQ, SYSTEM_MODULE},
+};
 use janus_proto::module::ModuleId;
-use janus_proto::sequence::{SystemSeq, UserSeq};
-use prost::Message;
+use janus_proto::sequence::UserSeq;
 
 /// Request data that makes the backend send one push right after the echo.
 pub const PUSH_ME: &[u8] = b"push-me";
@@ -56,14 +57,11 @@ pub(crate) enum Reply {
 
 /// Decides the reply to `request` on a stream whose oid is `oid`, at wall-clock `now_unix` seconds.
 pub(crate) fn respond(request: &TunnelMessage, oid: i64, now_unix: i64) -> Reply {
-    if request.module == ModuleId::System as i32 && request.seq == SystemSeq::Heartbeat as i32 {
+    if request.module == SYSTEM_MODULE && request.seq == HEARTBEAT_SEQ {
         // Roma answers ErrTime to a later heartbeat whose client_time is off by more than 30 s;
         // the demo always answers Succeeded so clients with skewed or absent clocks still pass.
-        let heartbeat = ScHeartbeat {
-            server_time: now_unix,
-            code: sc_heartbeat::Code::Succeeded as i32,
-        };
-        return Reply::Answer(echo(request, heartbeat.encode_to_vec().into()));
+        let heartbeat = system::heartbeat_reply(now_unix, HeartbeatCode::Succeeded as i32);
+        return Reply::Answer(echo(request, heartbeat));
     }
     let data = &request.data;
     if data.as_ref() == FAIL_STREAM {
@@ -93,14 +91,12 @@ pub(crate) fn tick_push(oid: i64, n: u64) -> TunnelMessage {
 /// The push roma sends when a player's actor stops (§3.6): mod 1 (System), seq 4 (ServerLogout),
 /// `SCServerLogout{code: Waiting}`, index 0. The demo sends it when it shuts down gracefully.
 pub(crate) fn logout_push(oid: i64) -> TunnelMessage {
-    let logout = ScServerLogout {
-        code: sc_server_logout::Code::Waiting as i32,
-    };
+    let logout = system::logout(LogoutCode::Waiting);
     TunnelMessage {
-        data: logout.encode_to_vec().into(),
+        data: logout.data,
         obj: oid,
-        module: ModuleId::System as i32,
-        seq: SystemSeq::ServerLogout as i32,
+        module: logout.r#mod,
+        seq: logout.seq,
         ..TunnelMessage::default()
     }
 }
@@ -146,21 +142,21 @@ fn push(oid: i64, data: Bytes) -> TunnelMessage {
 /// Roma's answer to a handler that failed without a response: mod 1 seq 3 with the request's
 /// index and obj, and `SCServerUnexpectedErr{mod, seq, msg}` naming the failed request.
 fn unexpected_error(request: &TunnelMessage, msg: &str) -> TunnelMessage {
-    let error = ScServerUnexpectedErr {
-        r#mod: request.module,
-        seq: request.seq,
-        msg: msg.to_owned(),
-    };
+    let error = system::unexpected_err(request.module, request.seq, request.index, msg);
     TunnelMessage {
-        data: error.encode_to_vec().into(),
-        module: ModuleId::System as i32,
-        seq: SystemSeq::ServerUnexpectedErr as i32,
+        data: error.data,
+        module: error.r#mod,
+        seq: error.seq,
         ..request.clone()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use janus_core::system::UNEXPECTED_ERR_SEQ;
+    use janus_proto::message::{ScHeartbeat, ScServerUnexpectedErr};
+    use prost::Message as _;
+
     use super::*;
 
     fn request(module: i32, seq: i32, data: &'static [u8]) -> TunnelMessage {
@@ -186,16 +182,16 @@ mod tests {
 
     #[test]
     fn heartbeat_gets_server_time() {
-        let req = request(1, 2, b"");
+        let req = request(SYSTEM_MODULE, HEARTBEAT_SEQ, b"");
         let Reply::Answer(reply) = respond(&req, 42, 1_700_000_000) else {
             panic!("not an answer")
         };
         let hb = ScHeartbeat::decode(reply.data.clone()).unwrap();
         assert_eq!(hb.server_time, 1_700_000_000);
-        assert_eq!(hb.code, sc_heartbeat::Code::Succeeded as i32);
+        assert_eq!(hb.code(), HeartbeatCode::Succeeded);
         assert_eq!(
             (reply.module, reply.seq, reply.index, reply.obj),
-            (1, 2, 7, 42)
+            (SYSTEM_MODULE, HEARTBEAT_SEQ, 7, 42)
         );
     }
 
@@ -221,7 +217,11 @@ mod tests {
             let Reply::Answer(reply) = respond(&req, 42, 0) else {
                 panic!("not an answer")
             };
-            assert_eq!((reply.module, reply.seq, reply.index), (1, 3, 7), "{bad:?}");
+            assert_eq!(
+                (reply.module, reply.seq, reply.index),
+                (SYSTEM_MODULE, UNEXPECTED_ERR_SEQ, 7),
+                "{bad:?}"
+            );
             let err = ScServerUnexpectedErr::decode(reply.data).unwrap();
             assert_eq!((err.r#mod, err.seq), (3, 3));
         }
