@@ -15,6 +15,8 @@ use janus_proto::gate::intra::v1::AuthToken;
 use rand_core::{OsRng, RngCore as _};
 use tokio::time::{Instant, sleep_until, timeout_at};
 
+use crate::clock;
+
 use super::{
     link::{Endpoint, Link},
     options::{BenchOptions, Mode, Target},
@@ -41,30 +43,6 @@ const MAX_BURST: usize = 1024;
 /// Longest open-loop interval (a tiny `rate` is "almost never", not an overflow).
 const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Maps the monotonic clock onto the wall clock once, so `now` never runs backwards.
-#[derive(Debug)]
-pub(crate) struct Clock {
-    anchor: Instant,
-    anchor_ms: u64,
-}
-
-impl Clock {
-    fn new() -> Self {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Self {
-            anchor: Instant::now(),
-            anchor_ms: u64::try_from(wall.as_millis()).unwrap_or(u64::MAX),
-        }
-    }
-
-    pub fn now(&self) -> Time {
-        let elapsed = u64::try_from(self.anchor.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Time::from_unix_millis(self.anchor_ms.saturating_add(elapsed))
-    }
-}
-
 /// What every client task reads: the resolved endpoint, the workload, the keys, the schedule.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -80,7 +58,6 @@ pub(crate) struct Shared {
     color: String,
     token_key: TokenKey,
     keys: Option<ClientKeys>,
-    clock: Clock,
     pub live: Live,
     ramp: Duration,
     pub start: Instant,
@@ -122,7 +99,6 @@ impl Shared {
                 client_cert: opts.client_key.clone(),
                 server_cert: opts.server_key,
             }),
-            clock: Clock::new(),
             live: Live::default(),
             ramp: opts.ramp,
             start,
@@ -159,7 +135,7 @@ impl Shared {
     /// Echo requests that are heartbeats (module 1, seq 2) carry a real `CSHeartbeat`.
     fn request_data(&self) -> Bytes {
         if self.module == SYSTEM_MODULE && self.seq == HEARTBEAT_SEQ {
-            system::heartbeat_body(self.clock.now().unix_secs())
+            system::heartbeat_body(clock::now().unix_secs())
         } else {
             self.payload.clone()
         }
@@ -323,7 +299,7 @@ async fn open<'a>(
     let token_random: [u8; 20] = token_random.try_into().map_err(|_| Failure::Entropy)?;
     let seed: [u8; 32] = seed.try_into().map_err(|_| Failure::Entropy)?;
 
-    let now = shared.clock.now();
+    let now = clock::now();
     let token = shared.mint_token(uid, now, &token_random);
     let mut config = ClientConfig::new(shared.keys.clone(), token);
     // The bench keeps its own clock: it never calls handle_timeout, times requests from when
@@ -333,7 +309,7 @@ async fn open<'a>(
     config.request_timeout = None;
     let mut link = Link::connect(&shared.endpoint, deadline).await?;
     let open = ConnectionGauge::up(&shared.live.connections);
-    let mut session = ClientSession::new(&config, shared.clock.now(), seed);
+    let mut session = ClientSession::new(&config, clock::now(), seed);
     let mut rx = BytesMut::new();
     if let Some(hello) = session.poll_transmit() {
         link.write(hello, &shared.live, deadline).await?;
@@ -346,7 +322,7 @@ async fn open<'a>(
             Ok(Ok(true)) => {}
         }
         if !rx.is_empty() {
-            session.handle_bytes(shared.clock.now(), &rx);
+            session.handle_bytes(clock::now(), &rx);
             rx.clear();
         }
         // Stop at Established: packets behind it stay queued for the echo loop.
@@ -444,9 +420,7 @@ impl Echo<'_> {
                 Some(Err(failure)) => return Err(failure),
             }
             if !self.conn.rx.is_empty() {
-                self.conn
-                    .session
-                    .handle_bytes(shared.clock.now(), &self.conn.rx);
+                self.conn.session.handle_bytes(clock::now(), &self.conn.rx);
                 self.conn.rx.clear();
             }
         }
@@ -462,7 +436,7 @@ impl Echo<'_> {
         let index = self
             .conn
             .session
-            .send(self.shared.clock.now(), out)
+            .send(clock::now(), out)
             .map_err(Failure::from_client_error)?;
         self.inflight.push_back((index, due));
         Live::add(&self.shared.live.requests, 1);
