@@ -222,6 +222,7 @@ impl Config {
         let mut core = SessionConfig::default();
         core.max_frame_len = s.max_frame_len;
         core.handshake_timeout = s.handshake_timeout;
+        core.first_frame_timeout = s.first_frame_timeout;
         core.idle_timeout = s.idle_timeout;
         core.max_timestamp_skew = s.max_timestamp_skew;
         core.compress_threshold = self.compress.weak;
@@ -268,6 +269,8 @@ impl Config {
             max_connections: a.max_connections,
             max_connections_per_address: a.max_connections_per_address,
             max_handshakes: a.max_handshakes,
+            max_handshakes_per_address: a.max_handshakes_per_address,
+            connection_rate: a.connection_rate.map(Into::into),
             ipv6_prefix_len: a.ipv6_prefix_len,
         }
     }

@@ -219,6 +219,7 @@ impl Config {
     fn check_limits(&self, p: &mut Problems) {
         let s = &self.limits.session;
         p.positive("limits.session.handshake_timeout", s.handshake_timeout);
+        p.positive("limits.session.first_frame_timeout", s.first_frame_timeout);
         p.positive("limits.session.idle_timeout", s.idle_timeout);
         p.positive("limits.session.max_timestamp_skew", s.max_timestamp_skew);
         if !(MIN_FRAME_LEN..=MAX_FRAME_LEN).contains(&s.max_frame_len) {
@@ -252,6 +253,15 @@ impl Config {
             usize::try_from(a.max_connections_per_address).unwrap_or(usize::MAX),
         );
         p.at_least_one("limits.admission.max_handshakes", a.max_handshakes);
+        p.at_least_one(
+            "limits.admission.max_handshakes_per_address",
+            usize::try_from(a.max_handshakes_per_address).unwrap_or(usize::MAX),
+        );
+        if let Some(rate) = a.connection_rate {
+            if let Err(e) = janus_core::limit::RateLimit::from(rate).validate() {
+                p.invalid("limits.admission.connection_rate", e.to_string());
+            }
+        }
         if a.ipv6_prefix_len > 128 {
             p.invalid(
                 "limits.admission.ipv6_prefix_len",

@@ -9,8 +9,12 @@ use janus_proto::message::sc_server_logout::Code as LogoutCode;
 #[non_exhaustive]
 pub enum CloseReason {
     // --- handshake (spec §2.6) ---
-    /// No valid handshake within the handshake deadline.
+    /// No valid handshake within the handshake deadline (or no complete first frame within the
+    /// first-frame deadline).
     HandshakeTimeout,
+    /// The handshake pool was full and this connection had made the least progress: its slot
+    /// went to a newcomer (slowloris defence).
+    HandshakeEvicted,
     /// A length prefix of 0, negative, or over the limit.
     MalformedFrame,
     /// A frame that is not a `Packet`, or a handshake packet that is not a `CSHandshake`.
@@ -68,10 +72,11 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in declaration order: for metrics that export a counter per reason.
-    pub const ALL: [CloseReason; 26] = {
+    pub const ALL: [CloseReason; 27] = {
         use CloseReason::*;
         [
             HandshakeTimeout,
+            HandshakeEvicted,
             MalformedFrame,
             MalformedPacket,
             UnexpectedHandshakeSeq,
@@ -109,13 +114,14 @@ impl CloseReason {
     /// for this reason: 1001 going away for a shutdown, 1002 protocol error for bytes that are not
     /// frames or packets, 1011 for the gateway's own failures, 1000 for the peer's close and for
     /// kicks (a normal end, the logout packet says why), and 1008 policy violation for the rest
-    /// (authentication, limits, deadlines).
+    /// (authentication, limits, deadlines); 1013 try again later for an evicted handshake.
     pub const fn ws_close_code(self) -> u16 {
         use CloseReason::*;
         match self {
             Shutdown => 1001,
             MalformedFrame | MalformedPacket => 1002,
             ServerError | BackendBackpressure => 1011,
+            HandshakeEvicted => 1013,
             PeerClosed | ConflictingLogin | AdminKickOut | Banned => 1000,
             _ => 1008,
         }
@@ -126,6 +132,7 @@ impl CloseReason {
         use CloseReason::*;
         match self {
             HandshakeTimeout => "handshake_timeout",
+            HandshakeEvicted => "handshake_evicted",
             MalformedFrame => "malformed_frame",
             MalformedPacket => "malformed_packet",
             UnexpectedHandshakeSeq => "unexpected_handshake_seq",
@@ -171,6 +178,7 @@ impl CloseReason {
             Banned => Some(LogoutCode::Banned),
             Shutdown | ServerError | BackendBackpressure => Some(LogoutCode::Server),
             HandshakeTimeout
+            | HandshakeEvicted
             | MalformedFrame
             | MalformedPacket
             | UnexpectedHandshakeSeq
@@ -225,6 +233,7 @@ mod tests {
             use CloseReason::*;
             match r {
                 HandshakeTimeout
+                | HandshakeEvicted
                 | MalformedFrame
                 | MalformedPacket
                 | UnexpectedHandshakeSeq

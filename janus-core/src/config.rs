@@ -15,6 +15,10 @@ use crate::{
 /// Time allowed from connect to a valid handshake: upstream `HandshakeTimeout`. Stops a client
 /// from holding a connection slot without authenticating (slowloris).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed from connect to the first complete frame (the `CSHandshake`, which honest
+/// clients send in one write right after connecting). Stops a slowloris from holding a handshake
+/// slot for the whole handshake timeout by trickling bytes or sending none.
+pub const DEFAULT_FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time allowed between two client packets: upstream `RequestIdleTimeout`. Frees dead peers;
 /// clients heartbeat well inside it (mercury every 5 s).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -47,6 +51,9 @@ pub struct SessionConfig {
     pub max_frame_len: usize,
     /// Default [`DEFAULT_HANDSHAKE_TIMEOUT`] (10 s).
     pub handshake_timeout: Duration,
+    /// Default [`DEFAULT_FIRST_FRAME_TIMEOUT`] (3 s). The handshake deadline is the earlier of the
+    /// two, since the first frame is the handshake.
+    pub first_frame_timeout: Duration,
     /// Default [`DEFAULT_IDLE_TIMEOUT`] (60 s).
     pub idle_timeout: Duration,
     /// Default [`DEFAULT_MAX_TIMESTAMP_SKEW`] (5 s).
@@ -79,6 +86,7 @@ impl Default for SessionConfig {
         Self {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            first_frame_timeout: DEFAULT_FIRST_FRAME_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_timestamp_skew: DEFAULT_MAX_TIMESTAMP_SKEW,
             compress_threshold: DEFAULT_COMPRESS_THRESHOLD,

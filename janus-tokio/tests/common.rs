@@ -122,6 +122,16 @@ impl Rig {
     }
 }
 
+/// A TCP connection to `addr` from source address `source` (port chosen by the kernel).
+pub async fn connect_from(
+    addr: SocketAddr,
+    source: std::net::IpAddr,
+) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
 /// How a test client reaches the gateway.
 pub enum Wire {
     Tcp(TcpStream),
@@ -182,6 +192,17 @@ impl TestClient {
 
     pub async fn tcp_with(addr: SocketAddr, uid: i64, config: ClientConfig) -> TestClient {
         let stream = TcpStream::connect(addr).await.unwrap();
+        Self::over_tcp(stream, uid, config).await
+    }
+
+    /// A client connecting from `source` (any 127.x address works on Linux loopback), so tests
+    /// can play many hosts.
+    pub async fn tcp_from(addr: SocketAddr, source: std::net::IpAddr, uid: i64) -> TestClient {
+        let stream = connect_from(addr, source).await.unwrap();
+        Self::over_tcp(stream, uid, quiet_config(token(uid, "local"))).await
+    }
+
+    async fn over_tcp(stream: TcpStream, uid: i64, config: ClientConfig) -> TestClient {
         let local = stream.local_addr().unwrap();
         let mut c = TestClient {
             wire: Wire::Tcp(stream),

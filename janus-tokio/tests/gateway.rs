@@ -236,16 +236,17 @@ async fn a_replayed_packet_closes_the_connection() {
             .closed_count(CloseReason::IndexMismatch),
         1
     );
-    assert_eq!(
-        rig.demo
-            .backend()
-            .observed()
-            .requests
-            .iter()
-            .filter(|r| &r.request.data[..] == b"once")
-            .count(),
-        1
-    );
+    // The replay never reaches the backend. The first copy may not either: the session closes
+    // at once, and a tunnel still opening when its session ends is abandoned.
+    let forwarded = rig
+        .demo
+        .backend()
+        .observed()
+        .requests
+        .iter()
+        .filter(|r| &r.request.data[..] == b"once")
+        .count();
+    assert!(forwarded <= 1, "{forwarded} copies reached the backend");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

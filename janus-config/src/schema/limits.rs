@@ -5,14 +5,15 @@ use std::time::Duration;
 use janus_core::{
     compress::DEFAULT_MAX_INFLATED_LEN,
     config::{
-        DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-        DEFAULT_MAX_PENDING, DEFAULT_MAX_TIMESTAMP_SKEW, DEFAULT_MAX_TUNNELS,
+        DEFAULT_DRAIN_TIMEOUT, DEFAULT_FIRST_FRAME_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
+        DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_PENDING, DEFAULT_MAX_TIMESTAMP_SKEW, DEFAULT_MAX_TUNNELS,
         DEFAULT_OUTBOUND_BUDGET,
     },
     frame::DEFAULT_MAX_FRAME_LEN,
     limit::{
-        DEFAULT_IPV6_PREFIX_LEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
-        DEFAULT_MAX_HANDSHAKES,
+        DEFAULT_CONNECTION_RATE, DEFAULT_IPV6_PREFIX_LEN, DEFAULT_MAX_CONNECTIONS,
+        DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_HANDSHAKES,
+        DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
     },
     replay::DEFAULT_REPLAY_CAPACITY,
 };
@@ -54,6 +55,9 @@ pub struct SessionLimits {
     /// Connect to completed handshake. Default `10s`.
     #[serde(deserialize_with = "duration")]
     pub handshake_timeout: Duration,
+    /// Connect to the first complete frame (the handshake). Default `3s`.
+    #[serde(deserialize_with = "duration")]
+    pub first_frame_timeout: Duration,
     /// Longest silence from the client. Default `60s`.
     #[serde(deserialize_with = "duration")]
     pub idle_timeout: Duration,
@@ -89,6 +93,7 @@ impl Default for SessionLimits {
     fn default() -> Self {
         SessionLimits {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            first_frame_timeout: DEFAULT_FIRST_FRAME_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_timestamp_skew: DEFAULT_MAX_TIMESTAMP_SKEW,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
@@ -131,12 +136,20 @@ pub struct AdmissionLimits {
     /// Open connections in total. Default 100000.
     #[serde(deserialize_with = "scalar")]
     pub max_connections: usize,
-    /// Open connections per IPv4 address or IPv6 prefix. Default 64.
+    /// Open connections per IPv4 address or IPv6 prefix. Default 4096 (players behind one
+    /// carrier-grade NAT share an address).
     #[serde(deserialize_with = "scalar")]
     pub max_connections_per_address: u32,
-    /// Connections in the handshake at once. Default 1024.
+    /// Connections in the handshake at once; when full, the least advanced is evicted for a
+    /// newcomer. Default 1024.
     #[serde(deserialize_with = "scalar")]
     pub max_handshakes: usize,
+    /// Of those, from one address. Default 32.
+    #[serde(deserialize_with = "scalar")]
+    pub max_handshakes_per_address: u32,
+    /// New connections per address: `{per_second, burst}`. Default `{per_second: 20, burst:
+    /// 300}`; `null` turns it off.
+    pub connection_rate: Option<RateLimitConfig>,
     /// IPv6 addresses sharing this prefix count as one address, bits. Default 64.
     #[serde(deserialize_with = "scalar")]
     pub ipv6_prefix_len: u8,
@@ -148,6 +161,11 @@ impl Default for AdmissionLimits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            max_handshakes_per_address: DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+            connection_rate: Some(RateLimitConfig {
+                per_second: DEFAULT_CONNECTION_RATE.per_second,
+                burst: DEFAULT_CONNECTION_RATE.burst,
+            }),
             ipv6_prefix_len: DEFAULT_IPV6_PREFIX_LEN,
         }
     }

@@ -114,6 +114,12 @@ impl Gcra {
         }
     }
 
+    /// Whether the bucket is full at `now` (no cell accepted within the last `burst` intervals):
+    /// such a limiter behaves exactly like a fresh one, so a table of limiters can forget it.
+    pub fn is_full(&self, now: Time) -> bool {
+        self.tat_ns() <= u128::from(now.unix_millis()) * NANOS_PER_MILLI
+    }
+
     /// The limit this limiter enforces, after zeros were raised to 1 (`per_second` is recovered
     /// from the rounded interval, so a rate that does not divide 10⁹ may read one lower).
     pub fn limit(&self) -> RateLimit {

@@ -5,11 +5,11 @@
 //! with a [`Gcra`].
 //!
 //! ```text
-//! accept(ip) ─► Admission::try_admit(ip) ─► Err: close the socket, read nothing
-//!                  │ Ok(admitted)
+//! accept(ip) ─► Admission::try_admit(ip, now) ─► Err: close the socket, read nothing
+//!                  │ Ok(Admit { admitted, evict })  ─► evict: close that handshake now
 //!                  ▼
-//!              Session handshake ─► established or failed ─► handshake_finished(&admitted)
-//!                  ▼
+//!              Session handshake ─► handshake_progress(&admitted, bytes received)
+//!                  ▼               ─► established or failed ─► handshake_finished(&admitted)
 //!              connection closes ─► release(admitted)
 //! ```
 //!
@@ -23,9 +23,12 @@
 //! | Limit | Default | Unit | Stops |
 //! |---|---|---|---|
 //! | [`DEFAULT_MAX_CONNECTIONS`] | 100 000 | connections per [`Admission`] | connection floods exhausting memory and file descriptors |
-//! | [`DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`] | 64 | connections per IPv4 address or IPv6 prefix | one host taking every slot; leaves room for players behind one NAT |
-//! | [`DEFAULT_IPV6_PREFIX_LEN`] | 64 | bits | one IPv6 host dodging the per-address limit by rotating through its /64 |
-//! | [`DEFAULT_MAX_HANDSHAKES`] | 1024 | connections in the handshake | handshake floods burning CPU (X25519, Ed25519, AES-GCM per attempt) and unauthenticated connections crowding out players |
+//! | [`DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`] | 4096 | connections per IPv4 address or IPv6 prefix | one host taking every slot; admits thousands of players behind one carrier-grade NAT |
+//! | [`DEFAULT_IPV6_PREFIX_LEN`] | 64 | bits | one IPv6 host dodging the per-address limits by rotating through its /64 |
+//! | [`DEFAULT_MAX_HANDSHAKES`] | 1024 | connections in the handshake; when full, the least advanced is evicted for a newcomer | handshake floods burning CPU (X25519, Ed25519, AES-GCM per attempt); a slowloris holding the pool (it loses its slots instead of locking players out) |
+//! | [`DEFAULT_MAX_HANDSHAKES_PER_ADDRESS`] | 32 | connections in the handshake per address | one host filling the handshake pool |
+//! | [`DEFAULT_CONNECTION_RATE`] | 20/s, burst 300 | new connections per address | reconnect loops from one host, and with them the pace at which a slowloris turns the handshake pool over |
+//! | [`MAX_RATE_ENTRIES`] | 65 536 (fixed) | addresses with a tracked connection rate | the rate table growing without bound |
 //!
 //! ## Rates (this module)
 //!
@@ -46,8 +49,8 @@
 //!
 //! ## Session limits
 //!
-//! The per-connection limits (frame length, handshake and idle timeouts, timestamp skew, inflated
-//! size, outbound budget, tunnels per session, packet rate, drain time) are listed with their
+//! The per-connection limits (frame length, first-frame, handshake and idle timeouts, timestamp
+//! skew, inflated size, outbound budget, tunnels per session, packet rate, drain time) are listed with their
 //! defaults, units and reasons on [`SessionConfig`](crate::config::SessionConfig).
 //!
 //! ## Client limits ([`crate::client`])
@@ -60,12 +63,15 @@
 //! | [`DEFAULT_CLIENT_MAX_PENDING`](crate::client::DEFAULT_CLIENT_MAX_PENDING) | 1024 | requests awaiting a reply | a server that stops answering growing the client's memory |
 //! | [`DEFAULT_CLIENT_MAX_INFLATED_LEN`](crate::client::DEFAULT_CLIENT_MAX_INFLATED_LEN) | 16 | MiB of inflated server `data` | a zlib bomb from a compromised server |
 
+mod address;
 mod admission;
 mod gcra;
 
+pub use address::AddressGroup;
 pub use admission::{
-    AddressGroup, Admission, AdmissionConfig, AdmissionError, AdmissionSnapshot, Admitted,
-    DEFAULT_IPV6_PREFIX_LEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
-    DEFAULT_MAX_HANDSHAKES,
+    Admission, AdmissionConfig, AdmissionError, AdmissionSnapshot, Admit, Admitted,
+    DEFAULT_CONNECTION_RATE, DEFAULT_IPV6_PREFIX_LEN, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_HANDSHAKES,
+    DEFAULT_MAX_HANDSHAKES_PER_ADDRESS, MAX_RATE_ENTRIES,
 };
 pub use gcra::{Gcra, InvalidRateLimit, RateLimit, RateLimited};

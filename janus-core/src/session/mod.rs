@@ -141,7 +141,9 @@ impl Session {
         now: Time,
         seed: [u8; 32],
     ) -> Self {
-        let deadline = now + config.session.handshake_timeout;
+        // The first frame is the handshake: the earlier of the two deadlines applies.
+        let session = &config.session;
+        let deadline = now + session.handshake_timeout.min(session.first_frame_timeout);
         Self {
             frames: FrameDecoder::new(config.session.max_frame_len),
             config,

@@ -536,7 +536,43 @@ fn deadlines_close_with_their_reasons() {
         &test_client_config(true, test_token(UID, t0(), 1)),
         t0(),
     );
-    // never send the handshake
+    // never send the handshake: closed at the first-frame deadline (3 s), not after 10 s
+    let _ = p.client.poll_transmit();
+    p.advance(Duration::from_millis(2_999));
+    assert_eq!(p.server.state(), SessionState::Handshaking);
+    p.advance(Duration::from_millis(1));
+    assert_eq!(
+        closed_with(&p.take_server_events()),
+        Some(CloseReason::HandshakeTimeout)
+    );
+    assert_eq!(p.server.poll_timeout(), None);
+
+    // trickle the handshake a byte at a time: the same deadline holds
+    let mut config = test_server_config(true);
+    config.session.first_frame_timeout = Duration::from_secs(3);
+    let mut p = Pair::new(
+        Arc::new(config),
+        &test_client_config(true, test_token(UID, t0(), 2)),
+        t0(),
+    );
+    let hello = p.client.poll_transmit().unwrap();
+    for byte in hello.iter().take(12) {
+        p.server.handle_bytes(p.now, &[*byte]);
+        p.advance(Duration::from_millis(290));
+    }
+    assert_eq!(
+        closed_with(&p.take_server_events()),
+        Some(CloseReason::HandshakeTimeout)
+    );
+
+    // with a longer first-frame allowance, the handshake timeout (10 s) is the bound
+    let mut config = test_server_config(true);
+    config.session.first_frame_timeout = Duration::from_secs(60);
+    let mut p = Pair::new(
+        Arc::new(config),
+        &test_client_config(true, test_token(UID, t0(), 3)),
+        t0(),
+    );
     let _ = p.client.poll_transmit();
     p.advance(Duration::from_millis(9_999));
     assert_eq!(p.server.state(), SessionState::Handshaking);
@@ -545,7 +581,6 @@ fn deadlines_close_with_their_reasons() {
         closed_with(&p.take_server_events()),
         Some(CloseReason::HandshakeTimeout)
     );
-    assert_eq!(p.server.poll_timeout(), None);
 
     let mut p = pair();
     p.advance(Duration::from_secs(59));

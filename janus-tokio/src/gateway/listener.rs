@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use janus_core::{limit::Admitted, session::Transport};
+use janus_core::session::Transport;
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::watch,
@@ -19,7 +19,12 @@ use tokio_tungstenite::tungstenite::{
 };
 use tracing::{debug, warn};
 
-use super::{Shared, connection, until_true};
+use super::{
+    Shared,
+    connection::{self, Ticket},
+    until_true,
+};
+use crate::clock;
 
 /// How long a WebSocket upgrade may take (upstream: the HTTP server's 5 s read timeout).
 const WS_UPGRADE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,24 +50,27 @@ pub(super) async fn accept_loop(
             },
             () = until_true(&mut drain) => return,
         };
-        let admitted = match shared.admission().try_admit(peer.ip()) {
-            Ok(admitted) => admitted,
+        let admit = shared.admission().try_admit(peer.ip(), clock::now());
+        let admit = match admit {
+            Ok(admit) => admit,
             Err(e) => {
                 debug!(%peer, error = %e, "connection refused by admission control");
-                shared.metrics.inc(&shared.metrics.connections_rejected);
+                shared.metrics.admission_refused(&e);
                 continue;
             }
         };
+        if let Some(victim) = admit.evict {
+            // The pool was full: the least advanced handshake gives its slot to this one.
+            shared.evict_handshake(victim);
+        }
         let worker_id = shared.worker_ids.next(transport);
-        let shared = Arc::clone(&shared);
+        let ticket = Ticket::new(Arc::clone(&shared), peer, worker_id, admit.admitted);
         if transport == Transport::WebSocket {
             shared.metrics.inc(&shared.metrics.connections_ws);
-            tokio::spawn(upgrade_ws(shared, stream, peer, worker_id, admitted));
+            tokio::spawn(upgrade_ws(ticket, stream));
         } else {
             shared.metrics.inc(&shared.metrics.connections_tcp);
-            tokio::spawn(connection::serve_tcp(
-                shared, stream, peer, worker_id, admitted,
-            ));
+            tokio::spawn(connection::serve_tcp(ticket, stream));
         }
     }
 }
@@ -82,14 +90,10 @@ fn reject(status: StatusCode, why: &str) -> ErrorResponse {
     response
 }
 
-async fn upgrade_ws(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    worker_id: u64,
-    admitted: Admitted,
-) {
+async fn upgrade_ws(ticket: Ticket, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    let shared = Arc::clone(&ticket.shared);
+    let peer = ticket.peer();
     let check = {
         let shared = Arc::clone(&shared);
         #[allow(clippy::result_large_err)] // the callback type is tungstenite's
@@ -114,16 +118,15 @@ async fn upgrade_ws(
         .max_frame_size(Some(max));
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config));
     match tokio::time::timeout(WS_UPGRADE_TIMEOUT, upgrade).await {
-        Ok(Ok(ws)) => connection::serve_ws(shared, ws, peer, worker_id, admitted).await,
+        Ok(Ok(ws)) => connection::serve_ws(ticket, ws).await,
+        // Dropping the ticket gives its admission back.
         Ok(Err(e)) => {
             debug!(%peer, error = %e, "websocket upgrade refused");
             shared.metrics.inc(&shared.metrics.ws_upgrades_rejected);
-            shared.admission().release(admitted);
         }
         Err(_) => {
             debug!(%peer, "websocket upgrade timed out");
             shared.metrics.inc(&shared.metrics.ws_upgrades_rejected);
-            shared.admission().release(admitted);
         }
     }
 }

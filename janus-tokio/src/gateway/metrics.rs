@@ -10,12 +10,24 @@ use std::{
 
 use janus_core::{CloseReason, session::SessionStats};
 
+/// Admission refusal causes (`AdmissionError::as_str`), one counter each.
+const REFUSAL_CAUSES: [&str; 5] = [
+    "max_connections",
+    "max_connections_per_address",
+    "max_handshakes_per_address",
+    "connection_rate",
+    "max_handshakes",
+];
+
 /// The gateway's counters and gauges.
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub connections_tcp: AtomicU64,
     pub connections_ws: AtomicU64,
     pub connections_rejected: AtomicU64,
+    /// Refusals by admission cause, in `AdmissionError` order.
+    refused: [AtomicU64; 5],
+    pub handshakes_evicted: AtomicU64,
     pub ws_upgrades_rejected: AtomicU64,
     pub connections_open: AtomicI64,
     pub sessions_authenticated: AtomicU64,
@@ -68,6 +80,16 @@ impl Metrics {
         self.closed
             .get(reason.index())
             .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Admission control refused a connection.
+    pub fn admission_refused(&self, error: &janus_core::limit::AdmissionError) {
+        inc(&self.connections_rejected);
+        if let Some(i) = REFUSAL_CAUSES.iter().position(|c| *c == error.as_str()) {
+            if let Some(c) = self.refused.get(i) {
+                inc(c);
+            }
+        }
     }
 
     /// What a session moved since it was last exported.
@@ -141,6 +163,24 @@ impl Metrics {
             "janus_connections_rejected_total",
             "Connections refused by admission control.",
             &[("", get(&self.connections_rejected))],
+        );
+        let refused: Vec<(String, u64)> = REFUSAL_CAUSES
+            .iter()
+            .zip(&self.refused)
+            .map(|(cause, c)| (format!("{{cause=\"{cause}\"}}"), get(c)))
+            .collect();
+        let refused: Vec<(&str, u64)> = refused.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        counter(
+            &mut out,
+            "janus_admission_refused_total",
+            "Connections refused by admission control, by cause.",
+            &refused,
+        );
+        counter(
+            &mut out,
+            "janus_handshakes_evicted_total",
+            "Handshakes closed to give their slot to a newcomer (the pool was full).",
+            &[("", get(&self.handshakes_evicted))],
         );
         counter(
             &mut out,

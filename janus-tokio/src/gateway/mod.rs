@@ -31,6 +31,7 @@ pub mod settings;
 pub mod tunnel;
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     sync::{
         Arc, Mutex, MutexGuard,
@@ -41,6 +42,7 @@ use std::{
 
 use anyhow::Context as _;
 use janus_core::{
+    CloseReason,
     config::ServerConfig,
     limit::Admission,
     session::{Transport, WorkerIds},
@@ -67,6 +69,8 @@ pub struct Shared {
     /// The Redis gate table, in cluster mode.
     pub gate: Option<Arc<gate::GateTable>>,
     admission: Mutex<Admission>,
+    /// Connections still handshaking, by admission id: how a full pool evicts one.
+    handshakes: Mutex<HashMap<u64, mailbox::Sender<command::ConnCmd>>>,
     /// The advertised gRPC endpoint: the gateway's identity in referers and route tables.
     pub endpoint: Arc<str>,
     next_conn_id: AtomicU64,
@@ -78,9 +82,32 @@ pub struct Shared {
     ws_path: String,
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere mid-update of plain data; keep serving.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Shared {
     fn admission(&self) -> MutexGuard<'_, Admission> {
-        self.admission.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.admission)
+    }
+
+    /// Connection `id` (its admission id) is handshaking and reachable through `tx`.
+    fn handshake_started(&self, id: u64, tx: mailbox::Sender<command::ConnCmd>) {
+        lock(&self.handshakes).insert(id, tx);
+    }
+
+    /// Connection `id` is no longer handshaking (authenticated, closed or evicted).
+    fn handshake_over(&self, id: u64) {
+        lock(&self.handshakes).remove(&id);
+    }
+
+    /// Closes handshaking connection `id`: admission gave its slot to a newcomer.
+    fn evict_handshake(&self, id: u64) {
+        if let Some(tx) = lock(&self.handshakes).remove(&id) {
+            self.metrics.inc(&self.metrics.handshakes_evicted);
+            let _ = tx.try_send(command::ConnCmd::Close(CloseReason::HandshakeEvicted));
+        }
     }
 
     /// A number unique per connection for the gateway's life (the registry's owner check).
@@ -178,6 +205,7 @@ impl Gateway {
             metrics: Metrics::default(),
             gate: gate.clone(),
             admission: Mutex::new(Admission::new(settings.admission)),
+            handshakes: Mutex::new(HashMap::new()),
             endpoint,
             next_conn_id: AtomicU64::new(1),
             worker_ids: WorkerIds::default(),

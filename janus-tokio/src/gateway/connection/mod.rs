@@ -46,6 +46,48 @@ pub const CONN_QUEUE: usize = 256;
 /// replies a drain waited for) before the socket is closed anyway.
 const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// An accepted connection before its task starts: its admission claim, its number, and its
+/// command queue, registered at once in the handshake pool so admission can evict it even before
+/// the task runs (or while a WebSocket upgrade is under way). Dropped without becoming a
+/// connection (a failed upgrade), it gives everything back.
+#[derive(Debug)]
+pub struct Ticket {
+    pub(super) shared: Arc<Shared>,
+    peer: SocketAddr,
+    worker_id: u64,
+    admitted: Option<Admitted>,
+    cmds: Option<(mailbox::Sender<ConnCmd>, mailbox::Receiver<ConnCmd>)>,
+}
+
+impl Ticket {
+    /// A connection from `peer` admitted as `admitted`.
+    pub fn new(shared: Arc<Shared>, peer: SocketAddr, worker_id: u64, admitted: Admitted) -> Self {
+        let (tx, rx) = mailbox::mailbox(CONN_QUEUE);
+        shared.handshake_started(admitted.id(), tx.clone());
+        Self {
+            shared,
+            peer,
+            worker_id,
+            admitted: Some(admitted),
+            cmds: Some((tx, rx)),
+        }
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(admitted) = self.admitted.take() {
+            self.shared.handshake_over(admitted.id());
+            self.shared.admission().release(admitted);
+        }
+    }
+}
+
 /// Who the session is, kept after the session itself forgets (for the registry and gate-table
 /// clean-up when the connection ends).
 struct Registered {
@@ -69,13 +111,11 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(
-        shared: Arc<Shared>,
-        peer: SocketAddr,
-        worker_id: u64,
-        admitted: Admitted,
-    ) -> (Self, mailbox::Receiver<ConnCmd>) {
-        let (cmd_tx, cmd_rx) = mailbox::mailbox(CONN_QUEUE);
+    fn new(mut ticket: Ticket) -> Option<(Self, mailbox::Receiver<ConnCmd>)> {
+        let shared = Arc::clone(&ticket.shared);
+        let (peer, worker_id) = (ticket.peer, ticket.worker_id);
+        let admitted = ticket.admitted.take()?;
+        let (cmd_tx, cmd_rx) = ticket.cmds.take()?;
         let mut seed = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
         let context = ConnectionContext {
@@ -97,7 +137,7 @@ impl Conn {
             exported: SessionStats::default(),
             closed: None,
         };
-        (conn, cmd_rx)
+        Some((conn, cmd_rx))
     }
 
     fn peer(&self) -> SocketAddr {
@@ -140,7 +180,21 @@ impl Conn {
     fn finish_handshake(&mut self) {
         if let Some(admitted) = &self.admitted {
             // The core counts each connection's handshake once, however often this is called.
+            self.shared.handshake_over(admitted.id());
             self.shared.admission().handshake_finished(admitted);
+        }
+    }
+
+    /// Reports the handshake's progress (bytes received), which decides who a full handshake
+    /// pool evicts.
+    fn handshake_progress(&self) {
+        if let Some(admitted) = &self.admitted {
+            if self.registered.is_none() {
+                let received = self.session.stats().bytes_in;
+                self.shared
+                    .admission()
+                    .handshake_progress(admitted, received);
+            }
         }
     }
 
@@ -236,6 +290,9 @@ impl Conn {
     fn on_read(&mut self, buf: BytesMut) {
         self.session.handle_buf(clock::now(), buf);
         self.process_events();
+        if self.registered.is_none() && !self.is_closed() {
+            self.handshake_progress();
+        }
     }
 
     fn close(&mut self, reason: CloseReason) {
@@ -265,6 +322,7 @@ impl Drop for Conn {
         }
         if let Some(admitted) = self.admitted.take() {
             // Releases the handshake slot too if the handshake never finished.
+            self.shared.handshake_over(admitted.id());
             self.shared.admission().release(admitted);
         }
     }

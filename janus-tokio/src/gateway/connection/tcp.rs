@@ -1,10 +1,10 @@
 //! TCP: frames back to back on the stream, read and written on socket readiness, so an idle
 //! connection holds no read or write buffer.
 
-use std::{io, net::SocketAddr, sync::Arc};
+use std::io;
 
 use bytes::BytesMut;
-use janus_core::{CloseReason, limit::Admitted, session::Session};
+use janus_core::{CloseReason, session::Session};
 use tokio::{
     io::AsyncWriteExt as _,
     net::{
@@ -14,10 +14,9 @@ use tokio::{
 };
 
 use super::{
-    Conn,
+    Conn, Ticket,
     driver::{self, Input, Reader, Writer},
 };
-use crate::gateway::Shared;
 
 /// Bytes read per readiness event at most, so one busy connection cannot starve the rest of its
 /// worker thread.
@@ -28,15 +27,11 @@ const READ_CHUNK: usize = 4096;
 const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Serves one TCP connection until its session ends.
-pub async fn serve_tcp(
-    shared: Arc<Shared>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    worker_id: u64,
-    admitted: Admitted,
-) {
+pub async fn serve_tcp(ticket: Ticket, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let (conn, cmds) = Conn::new(shared, peer, worker_id, admitted);
+    let Some((conn, cmds)) = Conn::new(ticket) else {
+        return;
+    };
     let (read, write) = stream.split();
     driver::run(
         conn,

@@ -2,7 +2,7 @@
 //! the session. Writes go through a writer task, one binary message per frame, ending with a
 //! close frame whose code the core chose for the session's close reason.
 
-use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{io, time::Duration};
 
 use bytes::Bytes;
 use futures_util::{
@@ -12,7 +12,6 @@ use futures_util::{
 use janus_core::{
     CloseReason,
     frame::{Frames, frame_of_message},
-    limit::Admitted,
     session::Session,
 };
 use tokio::{
@@ -29,10 +28,9 @@ use tokio_tungstenite::{
 };
 
 use super::{
-    Conn,
+    Conn, Ticket,
     driver::{self, Input, Reader, Writer},
 };
-use crate::gateway::Shared;
 
 /// How long the writer may take to send the close frame and close the socket.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -40,16 +38,13 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const WRITER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves one WebSocket connection (already upgraded) until its session ends.
-pub async fn serve_ws<S>(
-    shared: Arc<Shared>,
-    ws: WebSocketStream<S>,
-    peer: SocketAddr,
-    worker_id: u64,
-    admitted: Admitted,
-) where
+pub async fn serve_ws<S>(ticket: Ticket, ws: WebSocketStream<S>)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (conn, cmds) = Conn::new(shared, peer, worker_id, admitted);
+    let Some((conn, cmds)) = Conn::new(ticket) else {
+        return;
+    };
     let (sink, stream) = ws.split();
     // Capacity 1: bytes waiting for a slow client stay in the session, where they count
     // against its outbound budget.
