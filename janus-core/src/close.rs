@@ -48,6 +48,20 @@ pub enum CloseReason {
     DecompressFailed,
     /// A player-module packet naming another player's `obj` (spec §4.2).
     ObjectNotOwned,
+    // --- WebSocket (RFC 6455) ---
+    /// A WebSocket upgrade refused (bad request, path, version, key or origin); the client got
+    /// an HTTP answer saying which.
+    WsUpgradeRejected,
+    /// A WebSocket protocol violation: reserved bits, an unknown opcode, an unmasked frame, a bad
+    /// control frame or close frame, a continuation without a start or a new message inside a
+    /// fragmented one (close code 1002).
+    WsProtocolError,
+    /// A text message: the protocol is binary (close code 1003).
+    WsTextMessage,
+    /// Text or a close reason that is not UTF-8 (close code 1007).
+    WsInvalidUtf8,
+    /// A message larger than the largest frame (close code 1009).
+    WsMessageTooBig,
     /// More packets than the session's rate limit allows.
     RateLimited,
     /// The client does not read fast enough: its outbound bytes exceeded the budget.
@@ -72,7 +86,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in declaration order: for metrics that export a counter per reason.
-    pub const ALL: [CloseReason; 27] = {
+    pub const ALL: [CloseReason; 32] = {
         use CloseReason::*;
         [
             HandshakeTimeout,
@@ -93,6 +107,11 @@ impl CloseReason {
             IndexMismatch,
             DecompressFailed,
             ObjectNotOwned,
+            WsUpgradeRejected,
+            WsProtocolError,
+            WsTextMessage,
+            WsInvalidUtf8,
+            WsMessageTooBig,
             RateLimited,
             SlowConsumer,
             BackendBackpressure,
@@ -112,14 +131,18 @@ impl CloseReason {
 
     /// The WebSocket close code (RFC 6455 §7.4.1) a message transport sends when the session ends
     /// for this reason: 1001 going away for a shutdown, 1002 protocol error for bytes that are not
-    /// frames or packets, 1011 for the gateway's own failures, 1000 for the peer's close and for
+    /// frames or packets (or WebSocket frames that break the protocol), 1003 for text, 1007 for
+    /// invalid UTF-8, 1009 for a message too big, 1011 for the gateway's own failures, 1000 for the peer's close and for
     /// kicks (a normal end, the logout packet says why), and 1008 policy violation for the rest
     /// (authentication, limits, deadlines); 1013 try again later for an evicted handshake.
     pub const fn ws_close_code(self) -> u16 {
         use CloseReason::*;
         match self {
             Shutdown => 1001,
-            MalformedFrame | MalformedPacket => 1002,
+            MalformedFrame | MalformedPacket | WsProtocolError => 1002,
+            WsTextMessage => 1003,
+            WsInvalidUtf8 => 1007,
+            WsMessageTooBig => 1009,
             ServerError | BackendBackpressure => 1011,
             HandshakeEvicted => 1013,
             PeerClosed | ConflictingLogin | AdminKickOut | Banned => 1000,
@@ -149,6 +172,11 @@ impl CloseReason {
             IndexMismatch => "index_mismatch",
             DecompressFailed => "decompress_failed",
             ObjectNotOwned => "object_not_owned",
+            WsUpgradeRejected => "ws_upgrade_rejected",
+            WsProtocolError => "ws_protocol_error",
+            WsTextMessage => "ws_text_message",
+            WsInvalidUtf8 => "ws_invalid_utf8",
+            WsMessageTooBig => "ws_message_too_big",
             RateLimited => "rate_limited",
             SlowConsumer => "slow_consumer",
             BackendBackpressure => "backend_backpressure",
@@ -189,6 +217,11 @@ impl CloseReason {
             | IndexMismatch
             | DecompressFailed
             | ObjectNotOwned
+            | WsUpgradeRejected
+            | WsProtocolError
+            | WsTextMessage
+            | WsInvalidUtf8
+            | WsMessageTooBig
             | RateLimited
             | SlowConsumer
             | PeerClosed => None,
@@ -250,6 +283,11 @@ mod tests {
                 | IndexMismatch
                 | DecompressFailed
                 | ObjectNotOwned
+                | WsUpgradeRejected
+                | WsProtocolError
+                | WsTextMessage
+                | WsInvalidUtf8
+                | WsMessageTooBig
                 | RateLimited
                 | SlowConsumer
                 | BackendBackpressure

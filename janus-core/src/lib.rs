@@ -45,6 +45,7 @@ pub mod system;
 pub mod testing;
 pub mod time;
 pub mod token;
+pub mod ws;
 
 pub use close::CloseReason;
 pub use time::Time;

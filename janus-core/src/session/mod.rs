@@ -175,6 +175,11 @@ impl Session {
         }
     }
 
+    /// The gateway configuration the session runs under.
+    pub fn config(&self) -> &Arc<ServerConfig> {
+        &self.config
+    }
+
     /// The connection's context, as given to [`new`](Self::new).
     pub fn context(&self) -> &ConnectionContext {
         &self.context

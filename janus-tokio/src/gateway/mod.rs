@@ -46,6 +46,7 @@ use janus_core::{
     config::ServerConfig,
     limit::Admission,
     session::{Transport, WorkerIds},
+    ws::WsConfig,
 };
 use janus_proto::broadcaster::service::push::v1::push_service_server::PushServiceServer;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
@@ -78,8 +79,8 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Turns true when the gateway starts draining.
     drain: watch::Receiver<bool>,
-    allowed_origins: Vec<String>,
-    ws_path: String,
+    /// The WebSocket listener's path, origins and control-frame rate.
+    ws: Arc<WsConfig>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -211,8 +212,14 @@ impl Gateway {
             worker_ids: WorkerIds::default(),
             draining: AtomicBool::new(false),
             drain: drain_rx.clone(),
-            allowed_origins: ws.map(|w| w.allowed_origins.clone()).unwrap_or_default(),
-            ws_path: ws.map_or_else(|| "/ws".into(), |w| w.path.clone()),
+            ws: Arc::new(ws.map_or_else(
+                || WsConfig::new("/ws"),
+                |w| {
+                    let mut config = WsConfig::new(w.path.clone());
+                    config.upgrade.allowed_origins = w.allowed_origins.clone();
+                    config
+                },
+            )),
         });
 
         let mut tasks = Vec::new();

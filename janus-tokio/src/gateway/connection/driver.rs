@@ -5,23 +5,19 @@
 use std::{future::Future, io};
 
 use bytes::BytesMut;
-use janus_core::{CloseReason, session::Session};
+use janus_core::CloseReason;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{Conn, FLUSH_TIMEOUT};
+use super::{Conn, FLUSH_TIMEOUT, endpoint::Endpoint};
 use crate::gateway::{command::ConnCmd, mailbox, until_true};
 
 /// What a read produced.
 pub(super) enum Input {
-    /// Bytes for the session: any split of the stream (TCP) or exactly one frame (WebSocket).
+    /// Bytes for the endpoint, in any split.
     Data(BytesMut),
-    /// Something the transport handled itself (a ping, a pong).
-    Nothing,
     /// The peer closed, or the transport failed.
     Closed,
-    /// The transport's own protocol was violated; the session closes for this reason.
-    Violation(CloseReason),
 }
 
 /// The receiving half of a transport.
@@ -34,8 +30,8 @@ pub(super) trait Reader: Send {
 pub(super) trait Writer: Send {
     /// Resolves once bytes can be written; `false` when the transport is broken. Cancel-safe.
     fn ready(&mut self) -> impl Future<Output = bool> + Send;
-    /// Writes what it can of the session's queued bytes without waiting.
-    fn write(&mut self, session: &mut Session) -> io::Result<()>;
+    /// Writes what it can of the endpoint's queued bytes without waiting.
+    fn write(&mut self, endpoint: &mut Endpoint) -> io::Result<()>;
     /// The session is over (for `reason`): say so if the transport can (a WebSocket close frame)
     /// and shut the sending side down.
     fn finish(self, reason: CloseReason) -> impl Future<Output = ()> + Send;
@@ -66,12 +62,10 @@ pub(super) async fn run(
         tokio::select! {
             input = reader.read(), if reading && open => match input {
                 Input::Data(buf) => conn.on_read(buf),
-                Input::Nothing => {}
                 Input::Closed => {
                     reading = false;
                     conn.close(CloseReason::PeerClosed);
                 }
-                Input::Violation(reason) => conn.close(reason),
             },
             ready = writer.ready(), if wants_write => {
                 let written = ready && writer.write(&mut conn.session).is_ok();

@@ -1,8 +1,8 @@
 //! One task per client connection, driving a janus-core [`Session`].
 //!
 //! ```text
-//! listener ─► serve_tcp / serve_ws ─► driver::run(Conn, reader, writer)
-//!                                       ├─ reader: bytes (TCP) or one frame per message (WS)
+//! listener ─► serve(ticket, socket, transport) ─► driver::run(Conn, reader, writer)
+//!                                       ├─ reader: socket bytes (for WS, the upgrade and frames too)
 //!                                       ├─ writer: the session's queued bytes, when writable
 //!                                       ├─ ConnCmd: tunnel replies, pushes, kicks, drain
 //!                                       └─ the session's deadline
@@ -13,13 +13,14 @@
 //! ```
 //!
 //! The task owns the socket and the session and never blocks on anything but them. Everything
-//! that decides what goes on a wire is the session's; [`Conn`] only carries out its events and
-//! keeps `tunnel id → stream handle`. The TCP and WebSocket halves (modules `tcp`, `ws`) are
-//! the only transport-specific code; [`driver`] is shared.
+//! that decides what goes on a wire is janus-core's (the session, and for WebSocket its `ws`
+//! layer, upgrade included); [`Conn`] only carries out the session's events and keeps
+//! `tunnel id → stream handle`. Both transports are plain sockets to this module: one driver,
+//! one pair of IO halves (`tcp`), and an [`Endpoint`] that is a session or a WebSocket session.
 
 mod driver;
+mod endpoint;
 mod tcp;
-mod ws;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -29,13 +30,16 @@ use janus_core::{
     handshake::Identity,
     limit::Admitted,
     session::{
-        ConnectionContext, Event, OpenTunnel, Session, SessionStats, TunnelId, TunnelMessage,
+        ConnectionContext, Event, OpenTunnel, Session, SessionStats, Transport, TunnelId,
+        TunnelMessage,
     },
+    ws::WsSession,
 };
 use tokio::{sync::mpsc, time::Instant};
 use tracing::debug;
 
-pub use self::{tcp::serve_tcp, ws::serve_ws};
+use self::endpoint::Endpoint;
+pub use self::tcp::serve;
 use super::{Shared, command::ConnCmd, mailbox, registry::ConnHandle, tunnel};
 use crate::clock;
 
@@ -98,7 +102,7 @@ struct Registered {
 /// The transport-independent half of a connection.
 struct Conn {
     shared: Arc<Shared>,
-    session: Session,
+    session: Endpoint,
     conn_id: u64,
     admitted: Option<Admitted>,
     cmd_tx: mailbox::Sender<ConnCmd>,
@@ -111,7 +115,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(mut ticket: Ticket) -> Option<(Self, mailbox::Receiver<ConnCmd>)> {
+    fn new(mut ticket: Ticket, transport: Transport) -> Option<(Self, mailbox::Receiver<ConnCmd>)> {
         let shared = Arc::clone(&ticket.shared);
         let (peer, worker_id) = (ticket.peer, ticket.worker_id);
         let admitted = ticket.admitted.take()?;
@@ -124,6 +128,12 @@ impl Conn {
             worker_id,
         };
         let session = Session::new(Arc::clone(&shared.core), context, clock::now(), seed);
+        let session = match transport {
+            Transport::WebSocket => {
+                Endpoint::Ws(Box::new(WsSession::new(session, Arc::clone(&shared.ws))))
+            }
+            _ => Endpoint::Tcp(session),
+        };
         shared.metrics.connection_opened();
         let conn_id = shared.next_conn_id();
         let conn = Self {
@@ -141,7 +151,7 @@ impl Conn {
     }
 
     fn peer(&self) -> SocketAddr {
-        self.session.context().peer
+        self.session.session().context().peer
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -170,7 +180,7 @@ impl Conn {
     }
 
     fn export_stats(&mut self) {
-        let now = self.session.stats();
+        let now = self.session.session().stats();
         self.shared
             .metrics
             .session_moved(&now.since(&self.exported));
@@ -190,7 +200,7 @@ impl Conn {
     fn handshake_progress(&self) {
         if let Some(admitted) = &self.admitted {
             if self.registered.is_none() {
-                let received = self.session.stats().bytes_in;
+                let received = self.session.bytes_received();
                 self.shared
                     .admission()
                     .handshake_progress(admitted, received);
@@ -254,6 +264,7 @@ impl Conn {
                 let metrics = &self.shared.metrics;
                 metrics.inc(&metrics.tunnel_overflow);
                 self.session
+                    .session_mut()
                     .close(clock::now(), CloseReason::BackendBackpressure);
             }
             // The stream just ended; its TunnelClosed command is on the way and the session
@@ -265,19 +276,21 @@ impl Conn {
     fn handle_cmd(&mut self, cmd: ConnCmd) {
         let now = clock::now();
         match cmd {
-            ConnCmd::Tunnel { id, message } => self.session.handle_tunnel(now, id, message),
+            ConnCmd::Tunnel { id, message } => {
+                self.session.session_mut().handle_tunnel(now, id, message)
+            }
             ConnCmd::TunnelClosed { id, failed } => {
                 if self.drop_tunnel(id) && failed {
                     let metrics = &self.shared.metrics;
                     metrics.inc(&metrics.tunnel_failures);
                 }
-                self.session.handle_tunnel_closed(now, id);
+                self.session.session_mut().handle_tunnel_closed(now, id);
             }
             ConnCmd::Push(push) => {
-                self.session.push(now, &push);
+                self.session.session_mut().push(now, &push);
             }
-            ConnCmd::Close(reason) => self.session.close(now, reason),
-            ConnCmd::Drain => self.session.drain(now),
+            ConnCmd::Close(reason) => self.session.session_mut().close(now, reason),
+            ConnCmd::Drain => self.session.session_mut().drain(now),
         }
         self.process_events();
     }
@@ -296,7 +309,7 @@ impl Conn {
     }
 
     fn close(&mut self, reason: CloseReason) {
-        self.session.close(clock::now(), reason);
+        self.session.session_mut().close(clock::now(), reason);
         self.process_events();
     }
 

@@ -1,10 +1,11 @@
-//! TCP: frames back to back on the stream, read and written on socket readiness, so an idle
-//! connection holds no read or write buffer.
+//! The socket halves of every connection (TCP and WebSocket alike: janus-core frames the
+//! WebSocket protocol), read and written on readiness, so an idle connection holds no read or
+//! write buffer and no task beyond its own.
 
 use std::io;
 
 use bytes::BytesMut;
-use janus_core::{CloseReason, session::Session};
+use janus_core::{CloseReason, session::Transport};
 use tokio::{
     io::AsyncWriteExt as _,
     net::{
@@ -16,6 +17,7 @@ use tokio::{
 use super::{
     Conn, Ticket,
     driver::{self, Input, Reader, Writer},
+    endpoint::Endpoint,
 };
 
 /// Bytes read per readiness event at most, so one busy connection cannot starve the rest of its
@@ -26,10 +28,11 @@ const READ_CHUNK: usize = 4096;
 /// How long the final shutdown of the socket may take.
 const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Serves one TCP connection until its session ends.
-pub async fn serve_tcp(ticket: Ticket, mut stream: TcpStream) {
+/// Serves one connection (`transport`: TCP, or WebSocket from its upgrade request on) until
+/// its session ends.
+pub async fn serve(ticket: Ticket, mut stream: TcpStream, transport: Transport) {
     let _ = stream.set_nodelay(true);
-    let Some((conn, cmds)) = Conn::new(ticket) else {
+    let Some((conn, cmds)) = Conn::new(ticket, transport) else {
         return;
     };
     let (read, write) = stream.split();
@@ -103,10 +106,10 @@ impl Writer for TcpWriter<'_> {
         self.half.writable().await.is_ok()
     }
 
-    fn write(&mut self, session: &mut Session) -> io::Result<()> {
-        match self.half.try_write(session.transmit()) {
+    fn write(&mut self, endpoint: &mut Endpoint) -> io::Result<()> {
+        match self.half.try_write(endpoint.transmit()) {
             Ok(n) => {
-                session.advance_transmit(n);
+                endpoint.advance_transmit(n);
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
