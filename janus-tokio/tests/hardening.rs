@@ -483,3 +483,65 @@ async fn a_websocket_ping_flood_is_closed_with_a_reason_and_replies_are_not_lost
         }
     }
 }
+
+/// A storm of real clients from many addresses at once: every one gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_storm_from_a_hundred_addresses_is_served() {
+    raise_fd_limit();
+    let rig = Rig::start_with(|s| s.admission = Default::default()).await;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for host in 0..100u8 {
+        for i in 0..4i64 {
+            let source = IpAddr::V4(Ipv4Addr::new(127, 0, 3, host + 1));
+            let uid = 80_000 + i64::from(host) * 100 + i;
+            let tcp = rig.tcp();
+            tasks.push(tokio::spawn(async move {
+                let mut c = TestClient::tcp_from(tcp, source, uid).await;
+                let index = c.send(3, 1, 0, b"storm").await;
+                c.reply(index).await;
+                c
+            }));
+        }
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await.expect("every client of the storm is served"));
+    }
+    eprintln!(
+        "storm: 400 clients from 100 addresses served in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(rig.gateway.sessions(), 400);
+    assert_eq!(
+        rig.gateway
+            .metrics()
+            .connections_rejected
+            .load(Ordering::Relaxed),
+        0
+    );
+}
+
+/// A client that vanishes without a FIN (a phone losing its network) is closed at the idle
+/// deadline, and the gateway forgets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_open_client_is_closed_at_the_idle_deadline() {
+    let rig = Rig::start_with(|s| {
+        let mut core = janus_core::testing::test_server_config(true);
+        core.session.idle_timeout = Duration::from_secs(2);
+        s.core = Arc::new(core);
+    })
+    .await;
+    let mut c = TestClient::tcp(rig.tcp(), 90_001).await;
+    let index = c.send(3, 1, 0, b"then silence").await;
+    c.reply(index).await;
+    assert_eq!(rig.gateway.sessions(), 1);
+    // The client neither sends nor closes: the socket stays half-open from the gateway's view.
+    let (closed, _, _) = c.closed_after().await;
+    assert!(closed, "closed by the gateway");
+    assert_eq!(
+        rig.gateway.metrics().closed_count(CloseReason::IdleTimeout),
+        1
+    );
+    assert_eq!(rig.gateway.sessions(), 0);
+}

@@ -11,6 +11,7 @@
 //! | data `big:…` otherwise                 | mod 1 seq 3 `SCServerUnexpectedErr{mod, seq, msg}`      |
 //! | data [`PUSH_ME`]                       | the echo, then one push (index 0, data [`PUSHED`])      |
 //! | data [`FAIL_STREAM`]                   | no reply; the stream ends with `Status::internal`       |
+//! | data `sleep:N`, `N` ≤ [`MAX_SLEEP_MS`]  | the echo, `N` ms later (the stream waits, as an actor does) |
 //! | anything else                          | the data byte for byte                                  |
 //!
 //! Every reply echoes `mod`, `seq`, `obj`, `index`, `data_version` and, on room streams, `conn_id`
@@ -32,6 +33,11 @@ pub const PUSHED: &[u8] = b"pushed";
 pub const FAIL_STREAM: &[u8] = b"fail-stream";
 /// Prefix of a `big:N` request (ASCII decimal `N`): reply with `N` bytes of [`big_payload`].
 pub const BIG_PREFIX: &[u8] = b"big:";
+/// Prefix of a `sleep:N` request (ASCII decimal milliseconds): echo after `N` ms, holding the
+/// stream meanwhile (a slow actor), so tests can have requests in flight.
+pub const SLEEP_PREFIX: &[u8] = b"sleep:";
+/// Longest `sleep:N`, ms.
+pub const MAX_SLEEP_MS: u64 = 60_000;
 /// Largest `N` a `big:N` request may ask for, in bytes (1 MiB): big enough to cross the gateway's
 /// strong-compression threshold (1 024 000 bytes, §3.4), small enough that a stray request cannot
 /// make the demo backend allocate without bound.
@@ -51,6 +57,8 @@ pub(crate) enum Reply {
     Answer(TunnelMessage),
     /// Send this reply, then this push.
     AnswerThenPush(TunnelMessage, TunnelMessage),
+    /// Send this reply after this long.
+    AnswerAfter(std::time::Duration, TunnelMessage),
     /// Send nothing and end the stream with an error status.
     FailStream,
 }
@@ -72,6 +80,21 @@ pub(crate) fn respond(request: &TunnelMessage, oid: i64, now_unix: i64) -> Reply
             echo(request, data.clone()),
             push(oid, Bytes::from_static(PUSHED)),
         );
+    }
+    if let Some(ms) = data.strip_prefix(SLEEP_PREFIX) {
+        let ms = std::str::from_utf8(ms)
+            .ok()
+            .and_then(|m| m.parse::<u64>().ok());
+        return match ms {
+            Some(ms) if ms <= MAX_SLEEP_MS => Reply::AnswerAfter(
+                std::time::Duration::from_millis(ms),
+                echo(request, data.clone()),
+            ),
+            _ => Reply::Answer(unexpected_error(
+                request,
+                "sleep:N wants N ms, at most 60000",
+            )),
+        };
     }
     if let Some(len) = data.strip_prefix(BIG_PREFIX) {
         return Reply::Answer(match big_len(len) {

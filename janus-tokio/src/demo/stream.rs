@@ -273,6 +273,13 @@ impl<S: Shape> StreamTask<S> {
                 let sent = self.send(reply).await && self.send(push).await;
                 (!sent).then_some(StreamEnd::Cancelled)
             }
+            Reply::AnswerAfter(delay, reply) => {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = self.replies.closed() => return Some(StreamEnd::Cancelled),
+                }
+                (!self.send(reply).await).then_some(StreamEnd::Cancelled)
+            }
             Reply::FailStream => {
                 let status =
                     Status::internal("fail-stream requested: demo backend ends the tunnel");

@@ -49,7 +49,11 @@ use janus_core::{
     ws::WsConfig,
 };
 use janus_proto::broadcaster::service::push::v1::push_service_server::PushServiceServer;
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    sync::watch,
+    task::JoinHandle,
+};
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
@@ -139,10 +143,23 @@ pub struct Gateway {
     registration: Option<crate::cluster::etcd::Registration>,
 }
 
+/// Connections the kernel may queue for `accept` (capped by `net.core.somaxconn`). A burst of
+/// connects (a storm, or an attack the admission control is about to refuse) must not overflow
+/// the queue and drop real clients' SYNs, which would cost them a one-second retransmission.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr)
-        .await
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .with_context(|| format!("socket for {what} {addr}"))?;
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(addr)
         .with_context(|| format!("binding {what} {addr}"))?;
+    let listener = socket.listen(LISTEN_BACKLOG)?;
     let bound = listener.local_addr()?;
     Ok((listener, bound))
 }
