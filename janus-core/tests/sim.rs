@@ -348,7 +348,7 @@ impl World {
             let Some(queue) = self.backend.get_mut(&key) else {
                 continue;
             };
-            if !queue.front().is_some_and(|q| q.0 <= self.now) {
+            if queue.front().is_none_or(|q| q.0 > self.now) {
                 continue;
             }
             let (_, conn_id, tunnel, request) = queue.pop_front().unwrap();
