@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
-FUZZ_TARGETS=(frame handshake session proto)
+FUZZ_TARGETS=(frame handshake session proto proxy)
 
 step() { printf '\n==> %s\n' "$*"; }
 
