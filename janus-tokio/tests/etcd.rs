@@ -64,6 +64,7 @@ impl Etcd {
             username: String::new(),
             password: String::new(),
             dial_timeout: Duration::from_secs(1),
+            ..EtcdConfig::default()
         }
     }
 

@@ -269,6 +269,10 @@ impl<S: Shape> StreamTask<S> {
         });
         match respond(&request, oid, unix_now()) {
             Reply::Answer(reply) => (!self.send(reply).await).then_some(StreamEnd::Cancelled),
+            Reply::AnswerAfter(delay, reply) => {
+                tokio::time::sleep(delay).await;
+                (!self.send(reply).await).then_some(StreamEnd::Cancelled)
+            }
             Reply::AnswerThenPush(reply, push) => {
                 let sent = self.send(reply).await && self.send(push).await;
                 (!sent).then_some(StreamEnd::Cancelled)

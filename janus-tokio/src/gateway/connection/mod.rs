@@ -6,7 +6,7 @@
 //!                                       ├─ writer: the session's queued bytes, when writable
 //!                                       ├─ ConnCmd: tunnel replies, pushes, kicks, drain
 //!                                       └─ the session's deadline
-//! Conn::process_events: Authenticated ─► Registry (+ gate table)
+//! Conn::process_events: Authenticated ─► Registry (+ gate table), metrics, span fields
 //!                       OpenTunnel ─► tunnel task (id → request sender)
 //!                       Forward ─► that sender (never waits: full ⇒ backend_backpressure)
 //!                       CloseTunnel ─► drop the sender
@@ -21,22 +21,34 @@ mod driver;
 mod tcp;
 mod ws;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::SystemTime,
+};
 
 use bytes::BytesMut;
 use janus_core::{
-    CloseReason,
+    CloseReason, Time,
     handshake::Identity,
     limit::Admitted,
     session::{
-        ConnectionContext, Event, OpenTunnel, Session, SessionStats, TunnelId, TunnelMessage,
+        ConnectionContext, Event, OpenTunnel, Session, SessionState, SessionStats, TunnelId,
+        TunnelMessage,
     },
 };
 use tokio::{sync::mpsc, time::Instant};
-use tracing::debug;
+use tracing::{Span, debug, info_span};
 
 pub use self::{tcp::serve_tcp, ws::serve_ws};
-use super::{Shared, command::ConnCmd, mailbox, registry::ConnHandle, tunnel};
+use super::{
+    Shared,
+    command::{ConnCmd, SessionInfo, TunnelInfo},
+    mailbox,
+    metrics::Listener,
+    registry::ConnHandle,
+    tunnel,
+};
 use crate::clock;
 
 /// Commands queued per connection. Replies wait for room (backpressure onto the backend stream);
@@ -53,19 +65,50 @@ struct Registered {
     color: String,
 }
 
+/// One open tunnel: the sender of its requests and what the admin API shows of it.
+struct TunnelEntry {
+    id: TunnelId,
+    tx: mpsc::Sender<TunnelMessage>,
+    kind: Arc<str>,
+    oid: i64,
+    /// Filled by the tunnel task once it has chosen the backend.
+    backend: Arc<OnceLock<String>>,
+}
+
+/// The `connection` span of a new connection (fields filled as the session goes).
+pub fn connection_span(listener: Listener, peer: SocketAddr) -> Span {
+    info_span!(
+        "connection",
+        listener = listener.as_str(),
+        peer = %peer,
+        conn = tracing::field::Empty,
+        uid = tracing::field::Empty,
+        sid = tracing::field::Empty,
+        color = tracing::field::Empty,
+        close_reason = tracing::field::Empty,
+    )
+}
+
 /// The transport-independent half of a connection.
 struct Conn {
     shared: Arc<Shared>,
     session: Session,
     conn_id: u64,
+    listener: Listener,
     admitted: Option<Admitted>,
     cmd_tx: mailbox::Sender<ConnCmd>,
     registered: Option<Registered>,
-    /// The session's open tunnels: id → request sender (a handful: a Vec beats a map).
-    tunnels: Vec<(TunnelId, mpsc::Sender<TunnelMessage>)>,
+    /// The session's open tunnels (a handful: a Vec beats a map).
+    tunnels: Vec<TunnelEntry>,
     /// Stats already added to the gateway's counters.
     exported: SessionStats,
     closed: Option<CloseReason>,
+    /// The `connection` span, and its `handshake` child until the handshake ends.
+    span: Span,
+    handshake: Option<Span>,
+    connected_at: SystemTime,
+    /// When the client last sent bytes.
+    last_input: Time,
 }
 
 impl Conn {
@@ -74,6 +117,8 @@ impl Conn {
         peer: SocketAddr,
         worker_id: u64,
         admitted: Admitted,
+        listener: Listener,
+        span: Span,
     ) -> (Self, mailbox::Receiver<ConnCmd>) {
         let (cmd_tx, cmd_rx) = mailbox::mailbox(CONN_QUEUE);
         let mut seed = [0u8; 32];
@@ -83,19 +128,27 @@ impl Conn {
             gateway: Arc::clone(&shared.endpoint),
             worker_id,
         };
-        let session = Session::new(Arc::clone(&shared.core), context, clock::now(), seed);
-        shared.metrics.connection_opened();
+        let now = clock::now();
+        let session = Session::new(shared.core(), context, now, seed);
+        shared.metrics.connection_opened(listener);
         let conn_id = shared.next_conn_id();
+        span.record("conn", conn_id);
+        let handshake = info_span!(parent: &span, "handshake", result = tracing::field::Empty);
         let conn = Self {
             shared,
             session,
             conn_id,
+            listener,
             admitted: Some(admitted),
             cmd_tx,
             registered: None,
             tunnels: Vec::new(),
             exported: SessionStats::default(),
             closed: None,
+            span,
+            handshake: Some(handshake),
+            connected_at: SystemTime::now(),
+            last_input: now,
         };
         (conn, cmd_rx)
     }
@@ -118,15 +171,23 @@ impl Conn {
                 Event::CloseTunnel(id) => {
                     self.drop_tunnel(id);
                 }
-                Event::Closed(reason) => {
-                    self.closed = Some(reason);
-                    self.shared.metrics.closed(reason);
-                    debug!(peer = %self.peer(), reason = reason.as_str(), "session closed");
-                }
+                Event::Closed(reason) => self.on_closed(reason),
                 _ => {}
             }
         }
         self.export_stats();
+    }
+
+    fn on_closed(&mut self, reason: CloseReason) {
+        self.closed = Some(reason);
+        let metrics = &self.shared.metrics;
+        metrics.session_closed_for(reason);
+        if let Some(handshake) = self.handshake.take() {
+            metrics.handshake_failed(reason);
+            handshake.record("result", reason.as_str());
+        }
+        self.span.record("close_reason", reason.as_str());
+        debug!(parent: &self.span, reason = reason.as_str(), "session closed");
     }
 
     fn export_stats(&mut self) {
@@ -147,7 +208,13 @@ impl Conn {
     fn authenticated(&mut self, identity: Identity) {
         self.finish_handshake();
         let metrics = &self.shared.metrics;
-        metrics.session_opened();
+        metrics.handshake_succeeded();
+        if let Some(handshake) = self.handshake.take() {
+            handshake.record("result", "ok");
+        }
+        self.span.record("uid", identity.uid);
+        self.span.record("sid", identity.sid);
+        self.span.record("color", identity.color.as_str());
         let handle = ConnHandle {
             color: identity.color.clone(),
             sid: identity.sid,
@@ -158,12 +225,12 @@ impl Conn {
             .registry
             .login(identity.uid, self.conn_id, handle)
         {
-            metrics.inc(&metrics.kicks_conflicting_login);
+            metrics.kicked(CloseReason::ConflictingLogin);
         }
         if let Some(gate) = &self.shared.gate {
             gate.login(&self.shared, identity.uid, &identity.color);
         }
-        debug!(peer = %self.peer(), uid = identity.uid, sid = identity.sid, color = %identity.color, "authenticated");
+        debug!(parent: &self.span, "authenticated");
         self.registered = Some(Registered {
             uid: identity.uid,
             color: identity.color,
@@ -171,19 +238,31 @@ impl Conn {
     }
 
     fn open_tunnel(&mut self, open: OpenTunnel) {
-        let id = open.id;
-        let tx = tunnel::spawn(Arc::clone(&self.shared), open, self.cmd_tx.clone());
-        self.tunnels.push((id, tx));
-        self.shared.metrics.tunnel_opened();
+        let span = info_span!(
+            parent: &self.span,
+            "tunnel",
+            kind = %open.kind,
+            oid = open.key.oid,
+            backend = tracing::field::Empty,
+        );
+        let (id, kind, oid) = (open.id, Arc::clone(&open.kind), open.key.oid);
+        let handle = tunnel::spawn(Arc::clone(&self.shared), open, self.cmd_tx.clone(), span);
+        self.tunnels.push(TunnelEntry {
+            id,
+            tx: handle.tx,
+            kind,
+            oid,
+            backend: handle.backend,
+        });
+        self.shared.metrics.tunnel_requested();
     }
 
     /// Forgets a tunnel's handle (dropping the sender ends its request stream). Returns whether
     /// the tunnel was still open here.
     fn drop_tunnel(&mut self, id: TunnelId) -> bool {
-        match self.tunnels.iter().position(|(t, _)| *t == id) {
+        match self.tunnels.iter().position(|t| t.id == id) {
             Some(i) => {
                 self.tunnels.swap_remove(i);
-                self.shared.metrics.tunnel_closed();
                 true
             }
             None => false,
@@ -191,14 +270,12 @@ impl Conn {
     }
 
     fn forward(&mut self, id: TunnelId, message: TunnelMessage) {
-        let Some((_, tx)) = self.tunnels.iter().find(|(t, _)| *t == id) else {
+        let Some(tunnel) = self.tunnels.iter().find(|t| t.id == id) else {
             return;
         };
-        match tx.try_send(message) {
+        match tunnel.tx.try_send(message) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                let metrics = &self.shared.metrics;
-                metrics.inc(&metrics.tunnel_overflow);
                 self.session
                     .close(clock::now(), CloseReason::BackendBackpressure);
             }
@@ -212,20 +289,75 @@ impl Conn {
         let now = clock::now();
         match cmd {
             ConnCmd::Tunnel { id, message } => self.session.handle_tunnel(now, id, message),
-            ConnCmd::TunnelClosed { id, failed } => {
-                if self.drop_tunnel(id) && failed {
-                    let metrics = &self.shared.metrics;
-                    metrics.inc(&metrics.tunnel_failures);
-                }
+            ConnCmd::TunnelClosed { id, .. } => {
+                self.drop_tunnel(id);
                 self.session.handle_tunnel_closed(now, id);
             }
             ConnCmd::Push(push) => {
                 self.session.push(now, &push);
             }
             ConnCmd::Close(reason) => self.session.close(now, reason),
-            ConnCmd::Drain => self.session.drain(now),
+            ConnCmd::Drain => self.session.drain_with(now, CloseReason::Drained),
+            ConnCmd::Describe(reply) => {
+                let _ = reply.send(self.describe(now));
+            }
         }
         self.process_events();
+    }
+
+    /// The drain started: a session still handshaking closes now (it has nothing to lose); an
+    /// established one waits for its turn (`ConnCmd::Drain`).
+    fn drain_if_handshaking(&mut self) {
+        if self.session.state() == SessionState::Handshaking {
+            self.session.drain_with(clock::now(), CloseReason::Drained);
+            self.process_events();
+        }
+    }
+
+    fn describe(&self, now: Time) -> SessionInfo {
+        let stats = self.session.stats();
+        let (uid, sid, color) = match self.session.identity() {
+            Some(id) => (id.uid, id.sid, id.color.clone()),
+            None => (0, 0, String::new()),
+        };
+        let connected_at = self
+            .connected_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let connected_for = SystemTime::now()
+            .duration_since(self.connected_at)
+            .map_or(0, |d| d.as_secs());
+        SessionInfo {
+            uid,
+            sid,
+            color,
+            peer: self.peer().to_string(),
+            listener: self.listener.as_str(),
+            worker_id: self.session.context().worker_id,
+            state: match self.session.state() {
+                SessionState::Draining => "draining",
+                SessionState::Handshaking => "handshaking",
+                SessionState::Closed => "closed",
+                _ => "established",
+            },
+            connected_at,
+            connected_for_secs: connected_for,
+            idle_secs: now.saturating_since(self.last_input).as_secs(),
+            bytes_in: stats.bytes_in,
+            bytes_out: stats.bytes_out,
+            packets_in: stats.packets_in,
+            packets_out: stats.packets_out,
+            tunnels: self
+                .tunnels
+                .iter()
+                .map(|t| TunnelInfo {
+                    id: t.id.get(),
+                    kind: t.kind.to_string(),
+                    oid: t.oid,
+                    backend: t.backend.get().cloned(),
+                })
+                .collect(),
+        }
     }
 
     fn on_timeout(&mut self) {
@@ -234,7 +366,9 @@ impl Conn {
     }
 
     fn on_read(&mut self, buf: BytesMut) {
-        self.session.handle_buf(clock::now(), buf);
+        let now = clock::now();
+        self.last_input = now;
+        self.session.handle_buf(now, buf);
         self.process_events();
     }
 
@@ -251,17 +385,14 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         let metrics = &self.shared.metrics;
-        metrics.connection_closed();
+        metrics.connection_closed(self.listener);
         if let Some(Registered { uid, color }) = self.registered.take() {
-            metrics.session_closed();
+            metrics.session_ended();
             if self.shared.registry.logout(uid, self.conn_id).is_some() {
                 if let Some(gate) = &self.shared.gate {
                     gate.logout(&self.shared, uid, &color);
                 }
             }
-        }
-        for _ in self.tunnels.drain(..) {
-            metrics.tunnel_closed();
         }
         if let Some(admitted) = self.admitted.take() {
             // Releases the handshake slot too if the handshake never finished.

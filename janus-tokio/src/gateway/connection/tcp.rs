@@ -17,7 +17,7 @@ use super::{
     Conn,
     driver::{self, Input, Reader, Writer},
 };
-use crate::gateway::Shared;
+use crate::gateway::{Shared, metrics::Listener};
 
 /// Bytes read per readiness event at most, so one busy connection cannot starve the rest of its
 /// worker thread.
@@ -27,16 +27,22 @@ const READ_CHUNK: usize = 4096;
 /// How long the final shutdown of the socket may take.
 const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Serves one TCP connection until its session ends.
+/// Serves one TCP connection until its session ends. `early` holds client bytes already read
+/// (after a PROXY header).
 pub async fn serve_tcp(
     shared: Arc<Shared>,
     mut stream: TcpStream,
     peer: SocketAddr,
     worker_id: u64,
     admitted: Admitted,
+    early: BytesMut,
 ) {
     let _ = stream.set_nodelay(true);
-    let (conn, cmds) = Conn::new(shared, peer, worker_id, admitted);
+    let span = tracing::Span::current();
+    let (mut conn, cmds) = Conn::new(shared, peer, worker_id, admitted, Listener::Tcp, span);
+    if !early.is_empty() {
+        conn.on_read(early);
+    }
     let (read, write) = stream.split();
     driver::run(
         conn,
@@ -95,6 +101,22 @@ impl Reader for TcpReader<'_> {
                 return Input::Data(buf);
             }
             // A spurious wake-up: wait again.
+        }
+    }
+
+    async fn linger(&mut self) {
+        let mut scratch = [0u8; 1024];
+        let mut left = READ_BUDGET;
+        while !self.eof && left > 0 {
+            if self.half.readable().await.is_err() {
+                return;
+            }
+            match self.half.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(n) => left = left.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
         }
     }
 }

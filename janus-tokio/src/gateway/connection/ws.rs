@@ -32,7 +32,7 @@ use super::{
     Conn,
     driver::{self, Input, Reader, Writer},
 };
-use crate::gateway::Shared;
+use crate::gateway::{Shared, metrics::Listener};
 
 /// How long the writer may take to send the close frame and close the socket.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -49,7 +49,8 @@ pub async fn serve_ws<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (conn, cmds) = Conn::new(shared, peer, worker_id, admitted);
+    let span = tracing::Span::current();
+    let (conn, cmds) = Conn::new(shared, peer, worker_id, admitted, Listener::Ws, span);
     let (sink, stream) = ws.split();
     // Capacity 1: bytes waiting for a slow client stay in the session, where they count
     // against its outbound budget.
@@ -82,6 +83,17 @@ where
             // Pings are answered by tungstenite; pongs and raw frames carry nothing for us.
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Input::Nothing,
             Some(Ok(Message::Close(_)) | Err(_)) | None => Input::Closed,
+        }
+    }
+
+    async fn linger(&mut self) {
+        // Reading also lets tungstenite finish the close handshake.
+        let mut left = 64usize;
+        while left > 0 {
+            match self.stream.next().await {
+                Some(Ok(_)) => left -= 1,
+                Some(Err(_)) | None => return,
+            }
         }
     }
 }
