@@ -29,7 +29,7 @@
 //! Durations are Go-style strings: `500ms`, `0.5s`, `10s`, `1m30s`, `2h` ([`parse_duration`]).
 //!
 //! Every struct rejects unknown keys with the path of the offending key
-//! (`server.tcp.adr: unknown field `adr`, expected `addr``): a misspelt limit must not silently
+//! (`server.tcp.adr: unknown field `adr`, expected `addr` or `proxy_protocol``): a misspelt limit must not silently
 //! fall back to its default. Every section and field has a default ([`Config::default`] is a
 //! gateway on the upstream ports with no secrets), so a file holds only what differs.
 //!

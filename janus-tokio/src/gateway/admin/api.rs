@@ -26,9 +26,8 @@ fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn parse_uid(uid: &str) -> Result<i64, Reply> {
-    uid.parse()
-        .map_err(|_| text(StatusCode::BAD_REQUEST, format!("{uid:?} is not a uid")))
+fn bad_uid(uid: &str) -> Reply {
+    text(StatusCode::BAD_REQUEST, format!("{uid:?} is not a uid"))
 }
 
 #[derive(Serialize)]
@@ -43,9 +42,8 @@ struct Lookup {
 
 /// `GET /admin/sessions/{uid}`.
 pub(super) async fn session(shared: &Shared, uid: &str, query: &str) -> Reply {
-    let uid = match parse_uid(uid) {
-        Ok(uid) => uid,
-        Err(reply) => return reply,
+    let Ok(uid) = uid.parse::<i64>() else {
+        return bad_uid(uid);
     };
     if let Some(handle) = shared.registry.get(uid) {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -110,9 +108,8 @@ pub(super) async fn session(shared: &Shared, uid: &str, query: &str) -> Reply {
 
 /// `POST /admin/sessions/{uid}/kick?code=…`.
 pub(super) fn kick(shared: &Shared, uid: &str, query: &str, remote: SocketAddr) -> Reply {
-    let uid = match parse_uid(uid) {
-        Ok(uid) => uid,
-        Err(reply) => return reply,
+    let Ok(uid) = uid.parse::<i64>() else {
+        return bad_uid(uid);
     };
     let reason = match query_value(query, "code").unwrap_or("admin_kick_out") {
         "admin_kick_out" => CloseReason::AdminKickOut,

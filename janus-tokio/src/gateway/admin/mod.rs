@@ -76,13 +76,14 @@ fn same_token(given: &[u8], expected: &[u8]) -> bool {
         == 0
 }
 
-/// Checks the bearer token; `changes` for endpoints that change something.
-fn authorize(
+/// Checks the bearer token; `changes` for endpoints that change something. `Some`: the refusal
+/// to send.
+fn refusal(
     shared: &Shared,
     req: &Request<Incoming>,
     remote: SocketAddr,
     changes: bool,
-) -> Result<(), Reply> {
+) -> Option<Reply> {
     let expected = shared
         .ops
         .admin_token
@@ -91,7 +92,7 @@ fn authorize(
         .clone();
     let refusal = if expected.is_empty() {
         if !changes {
-            return Ok(());
+            return None;
         }
         AdminRefusal::NoTokenConfigured
     } else {
@@ -102,7 +103,7 @@ fn authorize(
             .and_then(|v| v.strip_prefix("Bearer "));
         match given {
             Some(token) if same_token(token.trim().as_bytes(), expected.as_bytes()) => {
-                return Ok(());
+                return None;
             }
             Some(_) => AdminRefusal::BadToken,
             None => AdminRefusal::MissingToken,
@@ -116,7 +117,7 @@ fn authorize(
         cause = refusal.as_str(),
         "admin request refused"
     );
-    Err(match refusal {
+    Some(match refusal {
         AdminRefusal::NoTokenConfigured => text(
             StatusCode::FORBIDDEN,
             "no admin token is configured (server.http.admin_token or JANUS_ADMIN_TOKEN): \
@@ -179,7 +180,7 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>, remote: SocketAddr) 
         ) => return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         _ => return text(StatusCode::NOT_FOUND, "not found"),
     }
-    if let Err(refused) = authorize(&shared, &req, remote, changes) {
+    if let Some(refused) = refusal(&shared, &req, remote, changes) {
         return refused;
     }
     match segments.as_slice() {

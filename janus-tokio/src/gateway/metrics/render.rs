@@ -90,9 +90,7 @@ impl Out {
     /// A family with one sample per value of a label.
     fn by<T: Copy>(
         &mut self,
-        name: &str,
-        kind: &str,
-        help: &str,
+        (name, kind, help): (&str, &str, &str),
         label: &str,
         values: &[T],
         text: impl Fn(T) -> &'static str,
@@ -141,9 +139,11 @@ impl Metrics {
         );
         o.sample("janus_config_restart_pending", &[], pending);
         o.by(
-            "janus_config_reloads_total",
-            "counter",
-            "Configuration reloads (SIGHUP, POST /admin/reload), by result.",
+            (
+                "janus_config_reloads_total",
+                "counter",
+                "Configuration reloads (SIGHUP, POST /admin/reload), by result.",
+            ),
             "result",
             ReloadResult::ALL,
             ReloadResult::as_str,
@@ -164,36 +164,44 @@ impl Metrics {
             }
         };
         o.by(
-            "janus_connections_active",
-            "gauge",
-            "Client connections open, by listener.",
+            (
+                "janus_connections_active",
+                "gauge",
+                "Client connections open, by listener.",
+            ),
             "listener",
             Listener::ALL,
             Listener::as_str,
             listener(|c| c.active.load(Ordering::Relaxed)),
         );
         o.by(
-            "janus_connections_total",
-            "counter",
-            "Client connections admitted, by listener.",
+            (
+                "janus_connections_total",
+                "counter",
+                "Client connections admitted, by listener.",
+            ),
             "listener",
             Listener::ALL,
             Listener::as_str,
             listener(|c| i64::try_from(c.total.load(Ordering::Relaxed)).unwrap_or(i64::MAX)),
         );
         o.by(
-            "janus_connections_peak",
-            "gauge",
-            "Most client connections open at once since start, by listener.",
+            (
+                "janus_connections_peak",
+                "gauge",
+                "Most client connections open at once since start, by listener.",
+            ),
             "listener",
             Listener::ALL,
             Listener::as_str,
             listener(|c| c.peak.load(Ordering::Relaxed)),
         );
         o.by(
-            "janus_admission_refusals_total",
-            "counter",
-            "Connections refused before a session started, by cause.",
+            (
+                "janus_admission_refusals_total",
+                "counter",
+                "Connections refused before a session started, by cause.",
+            ),
             "cause",
             Refusal::ALL,
             Refusal::as_str,
@@ -223,27 +231,29 @@ impl Metrics {
         );
         o.sample("janus_sessions_open", &[], self.sessions_open.load(relaxed));
         o.by(
-            "janus_sessions_closed_total",
-            "counter",
-            "Sessions (and connections that never authenticated) closed, by reason.",
+            (
+                "janus_sessions_closed_total",
+                "counter",
+                "Sessions (and connections that never authenticated) closed, by reason.",
+            ),
             "reason",
             &CloseReason::ALL,
             CloseReason::as_str,
             |r| load(&self.closed, r.index()),
         );
         o.by(
-            "janus_kicks_total",
-            "counter",
-            "Sessions closed by someone else: a newer login of the uid, an operator.",
+            (
+                "janus_kicks_total",
+                "counter",
+                "Sessions closed by someone else: a newer login of the uid, an operator.",
+            ),
             "reason",
             &KICKS,
             CloseReason::as_str,
             |r| load(&self.kicks, r.index()),
         );
         o.by(
-            "janus_drops_total",
-            "counter",
-            "Traffic refused: sessions closed for rate or budget, commands dropped on full queues.",
+            ("janus_drops_total", "counter", "Traffic refused: sessions closed for rate or budget, commands dropped on full queues."),
             "cause",
             DropCause::ALL,
             DropCause::as_str,
@@ -272,9 +282,11 @@ impl Metrics {
         self.render_pushes(&mut o);
         self.render_cluster(&mut o);
         o.by(
-            "janus_admin_refusals_total",
-            "counter",
-            "Admin API requests refused, by cause.",
+            (
+                "janus_admin_refusals_total",
+                "counter",
+                "Admin API requests refused, by cause.",
+            ),
             "cause",
             AdminRefusal::ALL,
             AdminRefusal::as_str,
@@ -383,9 +395,11 @@ impl Metrics {
 
     fn render_pushes(&self, o: &mut Out) {
         o.by(
-            "janus_push_requests_total",
-            "counter",
-            "Push requests (gRPC push service calls and Redis push messages), by kind.",
+            (
+                "janus_push_requests_total",
+                "counter",
+                "Push requests (gRPC push service calls and Redis push messages), by kind.",
+            ),
             "kind",
             PushKind::ALL,
             PushKind::as_str,
@@ -421,9 +435,11 @@ impl Metrics {
             );
             o.sample("janus_redis_up", &[], u8::from(self.redis_up.load(relaxed)));
             o.by(
-                "janus_redis_errors_total",
-                "counter",
-                "Redis operations that failed, by operation (the gateway keeps serving).",
+                (
+                    "janus_redis_errors_total",
+                    "counter",
+                    "Redis operations that failed, by operation (the gateway keeps serving).",
+                ),
                 "op",
                 RedisOp::ALL,
                 RedisOp::as_str,
