@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
-FUZZ_TARGETS=(frame handshake session proto)
+FUZZ_TARGETS=(frame handshake session proto proxy)
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -28,7 +28,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 protoc --version
 redis-server --version
-etcd --version | head -n 1
+etcd --version | sed -n 1p  # sed reads to the end: no SIGPIPE under pipefail
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

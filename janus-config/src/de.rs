@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, de::DeserializeOwned, de::Error as _};
+use serde::{Deserialize, Deserializer, Serializer, de::DeserializeOwned, de::Error as _};
 use serde_yaml::Value;
 
-use super::duration::parse_duration;
+use super::duration::{format_duration, parse_duration};
 
 /// A Go-style duration string (`"600s"`, `"0.5s"`, `"1m30s"`).
 pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -78,4 +78,15 @@ fn strip_location(msg: &str) -> String {
         Some(at) => msg.get(..at).unwrap_or(msg).to_owned(),
         None => msg.to_owned(),
     }
+}
+
+/// Writes a duration the way the file reads it (`"600s"`), for the effective configuration.
+pub(crate) fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
+}
+
+/// Writes a secret as `<redacted>` (or `""` when unset): the effective configuration the admin
+/// API shows never carries key material or passwords.
+pub(crate) fn ser_secret<S: Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if secret.is_empty() { "" } else { "<redacted>" })
 }

@@ -29,7 +29,7 @@
 //! Durations are Go-style strings: `500ms`, `0.5s`, `10s`, `1m30s`, `2h` ([`parse_duration`]).
 //!
 //! Every struct rejects unknown keys with the path of the offending key
-//! (`server.tcp.adr: unknown field `adr`, expected `addr``): a misspelt limit must not silently
+//! (`server.tcp.adr: unknown field `adr`, expected `addr` or `proxy_protocol``): a misspelt limit must not silently
 //! fall back to its default. Every section and field has a default ([`Config::default`] is a
 //! gateway on the upstream ports with no secrets), so a file holds only what differs.
 //!
@@ -60,15 +60,16 @@ use janus_core::{
     route::RouteTable,
     token::{TokenError, TokenKey},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
 pub use schema::{
-    AdmissionLimits, BackendEntry, BalancerName, BreakerSettings, Compress, Data, Demo, Etcd,
-    GrpcServer, HttpServer, KcpServer, Label, Limits, Log, OidRuleName, RateLimitConfig, Redis,
-    Routes, Secret, Server, SessionLimits, TcpServer, Trace, WsServer,
+    AdmissionLimits, BackendEntry, BalancerName, BreakerSettings, Compress, DEFAULT_DRAIN_WINDOW,
+    Data, Demo, Etcd, GrpcServer, HttpServer, KcpServer, Label, Limits, Log, LogFormat,
+    OidRuleName, RateLimitConfig, Redis, Routes, Secret, Server, SessionLimits, TcpServer, Trace,
+    WsServer,
 };
 pub use secrets::{load_certificate_key, load_client_signing_key};
 
@@ -78,7 +79,7 @@ pub const LOCAL_YAML: &str = include_str!("../../configs/local.yaml");
 
 /// The whole configuration file. See the module docs, and each section for its keys and
 /// defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Who this gateway is.
@@ -260,6 +261,24 @@ impl Config {
             })?;
         }
         Ok(table)
+    }
+
+    /// The configuration as YAML with every secret replaced by `<redacted>`: what the admin API
+    /// shows as the effective configuration.
+    pub fn redacted_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    /// The core's configuration for a reload: like [`core_config`](Self::core_config), but
+    /// remembering tokens in `replay` (the running gateway's cache, shared), so a token used
+    /// before the reload cannot open a second session after it.
+    pub fn core_config_sharing(
+        &self,
+        replay: &TokenReplayCache,
+    ) -> Result<ServerConfig, ConfigError> {
+        let mut core = self.core_config()?;
+        core.replay = replay.share();
+        Ok(core)
     }
 
     /// `limits.admission` as the core's admission configuration.

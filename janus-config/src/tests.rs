@@ -262,7 +262,7 @@ fn unknown_keys_are_refused_with_their_path() {
     let err = parse("server:\n  tcp:\n    adr: x\n").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "server.tcp.adr: unknown field `adr`, expected `addr`"
+        "server.tcp.adr: unknown field `adr`, expected `addr` or `proxy_protocol`"
     );
 }
 

@@ -63,13 +63,16 @@ impl Config {
                     .to_owned(),
             );
         }
-        if self
-            .trace
-            .endpoint
-            .as_deref()
-            .is_some_and(|e| !e.is_empty())
-        {
-            out.push("trace.endpoint: trace export is not implemented yet; ignored".to_owned());
+        if let Some(endpoint) = self.trace.endpoint.as_deref() {
+            let authority = endpoint
+                .split_once("://")
+                .map_or(endpoint, |(_, rest)| rest);
+            if authority.trim_end_matches('/').contains('/') {
+                out.push(format!(
+                    "trace.endpoint: {endpoint:?} has a path (upstream's template names a Jaeger \
+                     URL); spans are exported with OTLP/gRPC to its host:port only"
+                ));
+            }
         }
         if !self.label.encrypted {
             out.push(
@@ -269,6 +272,18 @@ impl Config {
             );
         }
         p.at_least_one("limits.replay_cache", self.limits.replay_cache);
+        p.positive("limits.shutdown_grace", self.limits.shutdown_grace);
+        if self.limits.drain_window >= self.limits.shutdown_grace {
+            p.invalid(
+                "limits.drain_window",
+                format!(
+                    "{} is not shorter than limits.shutdown_grace ({}): sessions whose turn \
+                     comes after the grace period would be cut instead of logged out",
+                    super::format_duration(self.limits.drain_window),
+                    super::format_duration(self.limits.shutdown_grace)
+                ),
+            );
+        }
     }
 
     fn check_services(&self, p: &mut Problems) {
@@ -297,6 +312,30 @@ impl Config {
                     .or_else(|| endpoint.strip_prefix("https://"))
                     .unwrap_or(endpoint);
                 p.dial(&format!("etcd.endpoints[{i}]"), bare);
+            }
+        }
+        let t = &self.trace;
+        if !(0.0..=1.0).contains(&t.sampler) {
+            p.invalid(
+                "trace.sampler",
+                format!("{} is not a fraction in 0.0..=1.0", t.sampler),
+            );
+        }
+        if let Some(endpoint) = t.endpoint.as_deref().filter(|e| !e.is_empty()) {
+            match endpoint
+                .strip_prefix("http://")
+                .or_else(|| endpoint.strip_prefix("https://"))
+            {
+                Some(rest) => {
+                    p.dial("trace.endpoint", rest.split('/').next().unwrap_or(rest));
+                }
+                None => p.invalid(
+                    "trace.endpoint",
+                    format!(
+                        "{endpoint:?}: write the OTLP/gRPC collector as http://host:port \
+                         (e.g. http://otel-collector:4317)"
+                    ),
+                ),
             }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {

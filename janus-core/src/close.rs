@@ -78,6 +78,9 @@ pub enum CloseReason {
     Banned,
     /// The gateway is shutting down.
     Shutdown,
+    /// The gateway is draining (a rolling restart or an operator's drain): the client is told
+    /// `Waiting` and should reconnect, to another gateway.
+    Drained,
     /// The gateway could not serve the session (route table, registry or backend unavailable).
     ServerError,
     /// The peer closed the connection or the transport failed.
@@ -86,7 +89,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in declaration order: for metrics that export a counter per reason.
-    pub const ALL: [CloseReason; 32] = {
+    pub const ALL: [CloseReason; 33] = {
         use CloseReason::*;
         [
             HandshakeTimeout,
@@ -119,6 +122,7 @@ impl CloseReason {
             AdminKickOut,
             Banned,
             Shutdown,
+            Drained,
             ServerError,
             PeerClosed,
         ]
@@ -138,7 +142,7 @@ impl CloseReason {
     pub const fn ws_close_code(self) -> u16 {
         use CloseReason::*;
         match self {
-            Shutdown => 1001,
+            Shutdown | Drained => 1001,
             MalformedFrame | MalformedPacket | WsProtocolError => 1002,
             WsTextMessage => 1003,
             WsInvalidUtf8 => 1007,
@@ -184,6 +188,7 @@ impl CloseReason {
             AdminKickOut => "admin_kick_out",
             Banned => "banned",
             Shutdown => "shutdown",
+            Drained => "drained",
             ServerError => "server_error",
             PeerClosed => "peer_closed",
         }
@@ -205,6 +210,7 @@ impl CloseReason {
             AdminKickOut => Some(LogoutCode::AdminKickOut),
             Banned => Some(LogoutCode::Banned),
             Shutdown | ServerError | BackendBackpressure => Some(LogoutCode::Server),
+            Drained => Some(LogoutCode::Waiting),
             HandshakeTimeout
             | HandshakeEvicted
             | MalformedFrame
@@ -236,6 +242,7 @@ impl CloseReason {
                 | Self::AdminKickOut
                 | Self::Banned
                 | Self::Shutdown
+                | Self::Drained
                 | Self::ServerError
                 | Self::BackendBackpressure
                 | Self::PeerClosed
@@ -295,12 +302,18 @@ mod tests {
                 | AdminKickOut
                 | Banned
                 | Shutdown
+                | Drained
                 | ServerError
                 | PeerClosed => CloseReason::ALL.contains(&r),
             }
         };
         assert!(CloseReason::ALL.iter().all(|r| listed(*r)));
         assert_eq!(CloseReason::Shutdown.ws_close_code(), 1001);
+        assert_eq!(CloseReason::Drained.ws_close_code(), 1001);
+        assert_eq!(
+            CloseReason::Drained.logout_code(),
+            Some(LogoutCode::Waiting)
+        );
         assert_eq!(CloseReason::MalformedFrame.ws_close_code(), 1002);
         assert_eq!(CloseReason::IndexMismatch.ws_close_code(), 1008);
     }

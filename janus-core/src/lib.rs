@@ -38,6 +38,7 @@ pub mod frame;
 pub mod handshake;
 pub mod limit;
 pub mod login;
+pub mod proxy;
 pub mod replay;
 pub mod route;
 pub mod session;

@@ -10,7 +10,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     hash::{BuildHasherDefault, Hasher},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 /// Default number of remembered tokens: ~10 MiB, enough for 430 logins a second sustained over a
@@ -45,9 +45,11 @@ struct Inner {
 }
 
 /// Tokens already used, shared by all sessions of a gateway (`Arc` it; it locks internally).
+/// [`share`](Self::share) hands the same memory to a new configuration, so a reloaded gateway
+/// still refuses tokens used before the reload.
 pub struct TokenReplayCache {
     capacity: usize,
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 impl core::fmt::Debug for TokenReplayCache {
@@ -89,7 +91,16 @@ impl TokenReplayCache {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
-            inner: Mutex::new(Inner::default()),
+            inner: Arc::new(Mutex::new(Inner::default())),
+        }
+    }
+
+    /// A handle on the same remembered tokens (not a copy): for a configuration built on reload,
+    /// so a token used before it cannot open a second session after it.
+    pub fn share(&self) -> Self {
+        Self {
+            capacity: self.capacity,
+            inner: Arc::clone(&self.inner),
         }
     }
 
@@ -181,6 +192,16 @@ mod tests {
             !c.first_use(9_999, "r", 1_000_000, 0),
             "recent tokens are still remembered"
         );
+    }
+
+    #[test]
+    fn a_shared_cache_remembers_what_the_original_saw() {
+        let c = TokenReplayCache::new(16);
+        assert!(c.first_use(1, "abcdefgh", 100, 10));
+        let shared = c.share();
+        assert!(!shared.first_use(1, "abcdefgh", 100, 20));
+        assert!(shared.first_use(2, "abcdefgh", 100, 20));
+        assert!(!c.first_use(2, "abcdefgh", 100, 30));
     }
 
     #[test]

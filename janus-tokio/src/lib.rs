@@ -14,3 +14,4 @@ pub mod cluster;
 pub use janus_config as config;
 pub mod demo;
 pub mod gateway;
+pub mod telemetry;

@@ -86,7 +86,7 @@ async fn a_backend_killed_with_sigkill_answers_every_pending_request_and_service
     // ...then each with a request the backend holds (a slow actor) when it dies.
     let mut pending = Vec::with_capacity(SESSIONS);
     for mut c in clients {
-        let index = c.send(3, 1, 0, b"sleep:60000").await;
+        let index = c.send(3, 1, 0, b"delay:60000").await;
         pending.push((c, index));
     }
     let clients = pending;

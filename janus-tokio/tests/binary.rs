@@ -129,8 +129,8 @@ async fn runs_on_the_local_config_and_drains_on_sigterm() {
     assert!(closed);
     assert_eq!(
         logout,
-        Some(LogoutCode::Server),
-        "SCServerLogout before the close"
+        Some(LogoutCode::Waiting),
+        "SCServerLogout{{Waiting}} before the close"
     );
 
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -209,4 +209,130 @@ fn keygen_makes_a_working_key_set() {
         .output()
         .unwrap();
     assert!(!again.status.success());
+}
+
+/// A client of the gateway running on `config_path` (the dev keys), for `uid`.
+fn dev_client(config_path: &std::path::Path, uid: i64, rand: &str) -> ClientConfig {
+    let config = Config::load(config_path).unwrap();
+    let client_key = load_client_signing_key(
+        &std::fs::read_to_string(repo_file("configs/dev/client.key.pem")).unwrap(),
+    )
+    .unwrap();
+    let keys = ClientKeys {
+        client_cert: client_key,
+        server_cert: Some(config.server_verifying_key().unwrap()),
+    };
+    let token = janus_proto::gate::intra::v1::AuthToken {
+        rand: rand.into(),
+        color: "local".into(),
+        account_id: uid,
+        server_id: 1,
+        timeout: common::now().unix_secs() + 600,
+        status: 1,
+        ..Default::default()
+    };
+    let mut nonce = [9u8; 12];
+    nonce[..8].copy_from_slice(&uid.to_le_bytes());
+    let mut client = ClientConfig::new(Some(keys), config.token_key().unwrap().seal(&token, nonce));
+    client.heartbeat_interval = None;
+    client
+}
+
+fn config_hash(metrics: &str) -> String {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("janus_config_info{hash=\""))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_file_and_a_second_sigterm_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config_path, tcp, http) = local_config_on_free_ports(dir.path());
+    // A long drain window: the drain is still running when the second signal comes.
+    let mut text = std::fs::read_to_string(&config_path).unwrap();
+    text.push_str("  drain_window: 20s\n  shutdown_grace: 30s\n");
+    std::fs::write(&config_path, &text).unwrap();
+    let child = Command::new(JANUS)
+        .arg("--config")
+        .arg(&config_path)
+        .arg("--log-json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    wait_for_port(tcp);
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+    wait_for_port(http);
+    let before = config_hash(&common::http(admin, "GET", "/metrics", None).await.1);
+
+    std::fs::write(
+        &config_path,
+        text.replace(
+            "max_connections_per_address: 100000",
+            "max_connections_per_address: 99999",
+        ),
+    )
+    .unwrap();
+    let pid = running.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = common::http(admin, "GET", "/metrics", None).await.1;
+        if config_hash(&metrics) != before {
+            break metrics;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(metrics.contains("janus_config_reloads_total{result=\"applied\"} 1"));
+
+    let addr = format!("127.0.0.1:{tcp}").parse().unwrap();
+    let mut first =
+        TestClient::tcp_with(addr, 5001, dev_client(&config_path, 5001, "twice001")).await;
+    let _second =
+        TestClient::tcp_with(addr, 5002, dev_client(&config_path, 5002, "twice002")).await;
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The first turn comes at once; the second would come 10 s later.
+    let (closed, logout, _) = first.closed_after().await;
+    assert!(closed);
+    assert_eq!(logout, Some(LogoutCode::Waiting));
+    assert_eq!(common::http(admin, "GET", "/readyz", None).await.0, 503);
+    let sent = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(3),
+            "the second signal did not end the process"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        !exit.success(),
+        "exit status {exit:?}: the drain did not finish"
+    );
 }

@@ -238,12 +238,22 @@ async fn a_redis_outage_loses_no_connection_and_the_gate_table_is_reasserted() {
         "{answer:?}"
     );
 
+    // The outage shows on /metrics: the subscription is down and the failed writes counted.
+    wait_for(|| async { gw.metrics().render().contains("janus_redis_up 0") }).await;
+    let text = gw.metrics().render();
+    assert!(
+        text.contains("janus_redis_errors_total{op=\"gate_login\"} 1")
+            || text.contains("janus_redis_errors_total{op=\"subscribe\"} 1"),
+        "{text}"
+    );
+
     redis.restart(); // empty: a fresh Redis lost every entry
     let tables = RedisTables::connect(&redis_config(&redis)).await.unwrap();
     wait_for(|| async { gate_entry(&tables, 33_001).await.as_deref() == Some(gw.endpoint()) })
         .await;
     wait_for(|| async { gate_entry(&tables, 33_002).await.as_deref() == Some(gw.endpoint()) })
         .await;
+    wait_for(|| async { gw.metrics().render().contains("janus_redis_up 1") }).await;
     let index = c.send(3, 1, 0, b"after").await;
     assert_eq!(&c.reply(index).await.data[..], b"after");
     assert_eq!(

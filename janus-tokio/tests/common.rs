@@ -92,7 +92,33 @@ pub fn settings(backend: SocketAddr) -> GatewaySettings {
         service: "janus.gate.interface".into(),
         gate_ttl: Duration::from_secs(600),
         etcd: None,
+        ops: Default::default(),
     }
+}
+
+/// One HTTP/1.1 request to the admin port: the status code and the body.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or_else(String::new, |(_, b)| b.to_owned());
+    (status, body)
 }
 
 /// A demo backend and a gateway in front of it.
@@ -226,6 +252,20 @@ impl TestClient {
         let mut c = TestClient {
             wire: Wire::Ws(ws),
             session: ClientSession::new(&config, now(), [6; 32]),
+            uid,
+            local,
+            received: 0,
+            closed: false,
+        };
+        c.establish().await;
+        c
+    }
+
+    /// A client over a connection the test opened itself (after a PROXY header, say).
+    pub async fn over(wire: Wire, local: SocketAddr, uid: i64, config: ClientConfig) -> TestClient {
+        let mut c = TestClient {
+            wire,
+            session: ClientSession::new(&config, now(), [7; 32]),
             uid,
             local,
             received: 0,

@@ -64,6 +64,7 @@ impl Etcd {
             username: String::new(),
             password: String::new(),
             dial_timeout: Duration::from_secs(1),
+            ..EtcdConfig::default()
         }
     }
 
@@ -542,6 +543,10 @@ async fn a_gateway_registers_discovers_backends_and_rides_out_an_etcd_restart() 
             .all(|o| o.uid != 40_003)
     );
 
+    let text = gw.metrics().render();
+    assert!(text.contains("janus_etcd_up 1"), "{text}");
+    assert!(text.contains("janus_etcd_registered 1"), "{text}");
+
     // etcd down: the session and routing carry on with the last known backends.
     etcd.stop();
     for _ in 0..3 {
@@ -554,6 +559,19 @@ async fn a_gateway_registers_discovers_backends_and_rides_out_an_etcd_restart() 
         &other.reply(index).await.data[..],
         b"new tunnel",
         "new tunnels use the last known set"
+    );
+    let deadline = Instant::now() + WAIT * 2;
+    while !gw.metrics().render().contains("janus_etcd_up 0") {
+        assert!(
+            Instant::now() < deadline,
+            "etcd's outage is not on /metrics"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !gw.metrics()
+            .render()
+            .contains("janus_etcd_errors_total{op=\"watch\"} 0")
     );
     etcd.restart().await;
 

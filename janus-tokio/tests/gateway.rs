@@ -453,7 +453,11 @@ async fn shutdown_logs_clients_out_and_ends() {
     let shutdown = tokio::spawn(gateway.shutdown());
     let (closed, logout, _) = c.closed_after().await;
     assert!(closed);
-    assert_eq!(logout, Some(LogoutCode::Server), "SCServerLogout");
+    assert_eq!(
+        logout,
+        Some(LogoutCode::Waiting),
+        "SCServerLogout{{Waiting}}"
+    );
     assert_eq!(
         tokio::time::timeout(WAIT, shutdown).await.unwrap().unwrap(),
         0,
@@ -484,11 +488,11 @@ async fn admin_http_serves_metrics_and_probes() {
     assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
     let metrics = get("/metrics").await;
     assert!(
-        metrics.contains("janus_sessions_authenticated_total 1"),
+        metrics.contains("janus_handshakes_total{result=\"ok\"} 1"),
         "{metrics}"
     );
     assert!(metrics.contains("janus_sessions_open 1"));
-    assert!(metrics.contains("janus_tunnels_opened_total 1"));
+    assert!(metrics.contains("janus_tunnels_requested_total 1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

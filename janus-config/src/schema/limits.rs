@@ -17,21 +17,32 @@ use janus_core::{
     },
     replay::DEFAULT_REPLAY_CAPACITY,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::de::{duration, scalar};
+use crate::de::{duration, scalar, ser_duration};
+
+/// Default `limits.drain_window`: long enough to spread a few thousand reconnects, inside the
+/// default 10 s grace period with the 5 s drain timeout.
+pub const DEFAULT_DRAIN_WINDOW: Duration = Duration::from_secs(5);
 
 /// `limits`: every limit of the gateway (janus-core documents each default and what it stops).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Per-connection limits.
     pub session: SessionLimits,
     /// Connection admission.
     pub admission: AdmissionLimits,
-    /// How long shutdown lets sessions drain before cutting them. Default `10s`.
-    #[serde(deserialize_with = "duration")]
+    /// How long a drain (SIGTERM, `POST /admin/drain`) may take in all, from its start: sessions
+    /// still open then are closed. Default `10s`.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub shutdown_grace: Duration,
+    /// The window a drain spreads its sessions' logouts over, so their clients do not all
+    /// reconnect to the other gateways at once; must be shorter than `shutdown_grace`. Each
+    /// session is told `SCServerLogout{Waiting}` at its turn, once its in-flight replies are
+    /// delivered. `0s` logs everyone out at once. Default `5s`.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub drain_window: Duration,
     /// Tokens remembered to refuse a second session per token. Default 262144.
     #[serde(deserialize_with = "scalar")]
     pub replay_cache: usize,
@@ -43,26 +54,27 @@ impl Default for Limits {
             session: SessionLimits::default(),
             admission: AdmissionLimits::default(),
             shutdown_grace: Duration::from_secs(10),
+            drain_window: DEFAULT_DRAIN_WINDOW,
             replay_cache: DEFAULT_REPLAY_CAPACITY,
         }
     }
 }
 
 /// `limits.session`: see `janus_core::config::SessionConfig`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionLimits {
     /// Connect to completed handshake. Default `10s`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub handshake_timeout: Duration,
     /// Connect to the first complete frame (the handshake). Default `3s`.
     #[serde(deserialize_with = "duration")]
     pub first_frame_timeout: Duration,
     /// Longest silence from the client. Default `60s`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub idle_timeout: Duration,
     /// Handshake timestamp versus our clock. Default `5s`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub max_timestamp_skew: Duration,
     /// Largest frame body either way, bytes. Default 16384.
     #[serde(deserialize_with = "scalar")]
@@ -80,7 +92,7 @@ pub struct SessionLimits {
     #[serde(deserialize_with = "scalar")]
     pub max_pending: usize,
     /// How long a draining session waits for in-flight replies. Default `5s`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub drain_timeout: Duration,
     /// Enforce the +1 packet index. Default `true`.
     #[serde(deserialize_with = "scalar")]
@@ -109,7 +121,7 @@ impl Default for SessionLimits {
 }
 
 /// `limits.session.rate_limit`: `burst` packets back to back, then `per_second` on average.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Sustained packets per second, ≥ 1.
@@ -130,7 +142,7 @@ impl From<RateLimitConfig> for janus_core::limit::RateLimit {
 }
 
 /// `limits.admission`: see `janus_core::limit::AdmissionConfig`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdmissionLimits {
     /// Open connections in total. Default 100000.

@@ -14,16 +14,16 @@ use janus_core::{
     compress::{DEFAULT_COMPRESS_STRONG, DEFAULT_COMPRESS_THRESHOLD},
     route::default_service,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use self::{
-    limits::{AdmissionLimits, Limits, RateLimitConfig, SessionLimits},
+    limits::{AdmissionLimits, DEFAULT_DRAIN_WINDOW, Limits, RateLimitConfig, SessionLimits},
     routes::{BackendEntry, BalancerName, BreakerSettings, OidRuleName, Routes},
 };
-use super::de::{duration, scalar};
+use super::de::{duration, scalar, ser_duration, ser_secret};
 
 /// `label`: who this gateway is (upstream `Label`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Label {
     /// Service name: the etcd registration name and the gate route-table name. Default
@@ -64,7 +64,7 @@ impl Default for Label {
 }
 
 /// `server`: the listeners (upstream `Server`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Server {
     /// Client TCP listener; `tcp: null` turns it off. Default `0.0.0.0:7001`.
@@ -95,23 +95,30 @@ impl Default for Server {
 }
 
 /// `server.tcp`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TcpServer {
     /// `ip:port`. Default `0.0.0.0:7001`.
     pub addr: String,
+    /// Every connection starts with a PROXY protocol v1 or v2 header (an L4 load balancer in
+    /// front), whose source address is the client's: it is what backends see
+    /// (`x-md-global-client-ip`), what per-address admission counts and what logs show. A
+    /// connection without a valid header is closed. Default `false`.
+    #[serde(deserialize_with = "scalar")]
+    pub proxy_protocol: bool,
 }
 
 impl Default for TcpServer {
     fn default() -> Self {
         TcpServer {
             addr: "0.0.0.0:7001".into(),
+            proxy_protocol: false,
         }
     }
 }
 
 /// `server.ws`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WsServer {
     /// `ip:port`. Default `0.0.0.0:7002`.
@@ -122,6 +129,10 @@ pub struct WsServer {
     /// origin and requests without one, as upstream; a list allows exactly its entries; `*` in the
     /// list allows any.
     pub allowed_origins: Vec<String>,
+    /// A PROXY protocol v1/v2 header precedes the HTTP upgrade; see `server.tcp.proxy_protocol`.
+    /// Default `false`.
+    #[serde(deserialize_with = "scalar")]
+    pub proxy_protocol: bool,
 }
 
 impl Default for WsServer {
@@ -130,12 +141,13 @@ impl Default for WsServer {
             addr: "0.0.0.0:7002".into(),
             path: "/ws".into(),
             allowed_origins: Vec::new(),
+            proxy_protocol: false,
         }
     }
 }
 
 /// `server.kcp`: accepted, unused.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KcpServer {
     /// Upstream's UDP address (`0.0.0.0:7003`).
@@ -143,7 +155,7 @@ pub struct KcpServer {
 }
 
 /// `server.http`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpServer {
     /// Upstream's `network` (`tcp`): accepted, unused.
@@ -151,8 +163,14 @@ pub struct HttpServer {
     /// `ip:port`. Default `0.0.0.0:8100`.
     pub addr: String,
     /// Request timeout. Default `0.5s`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub timeout: Duration,
+    /// Bearer token of the admin API (`Authorization: Bearer <token>`): required by every
+    /// endpoint that changes something (kick, drain, reload) and by the `/admin/` read endpoints.
+    /// The environment variable `JANUS_ADMIN_TOKEN`, when set, overrides it. Default `""`: the
+    /// changing endpoints are refused and the read endpoints are open (on the admin address).
+    #[serde(serialize_with = "ser_secret")]
+    pub admin_token: String,
 }
 
 impl Default for HttpServer {
@@ -161,12 +179,13 @@ impl Default for HttpServer {
             network: String::new(),
             addr: "0.0.0.0:8100".into(),
             timeout: Duration::from_millis(500),
+            admin_token: String::new(),
         }
     }
 }
 
 /// `server.grpc`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GrpcServer {
     /// Upstream's `network` (`tcp`): accepted, unused.
@@ -174,7 +193,7 @@ pub struct GrpcServer {
     /// `ip:port`. Default `0.0.0.0:9100`.
     pub addr: String,
     /// Request timeout. Default `0.5s`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub timeout: Duration,
     /// The `host:port` other services reach this gateway's gRPC server at: its identity in the
     /// gate route table and in referers. Default: derived from `addr`.
@@ -193,7 +212,7 @@ impl Default for GrpcServer {
 }
 
 /// `compress`: server-to-client zlib thresholds (upstream `Compress`, spec §3.4).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Compress {
     /// Replies of at least this many bytes are compressed (fastest level). Default 10240.
@@ -214,16 +233,16 @@ impl Default for Compress {
 }
 
 /// `data`: route tables (upstream `Data`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Data {
     /// Redis for the shared route tables and pub/sub. Default: none (in-memory tables).
     pub redis: Option<Redis>,
     /// TTL of this gateway's entries in the gate table (uid → gateway). Default `600s`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub gateway_route_table_alive_duration: Duration,
     /// TTL of the sticky player/room placements. Default `600s`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub app_route_table_alive_duration: Duration,
 }
 
@@ -238,24 +257,25 @@ impl Default for Data {
 }
 
 /// `data.redis`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Redis {
     /// `host:port`. Default `127.0.0.1:6379`.
     pub addr: String,
     /// Default `""`.
+    #[serde(serialize_with = "ser_secret")]
     pub password: String,
     /// A cluster client (seeded with `addr`) instead of a standalone one. Default `false`.
     #[serde(deserialize_with = "scalar")]
     pub cluster: bool,
     /// Default `2s`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub dial_timeout: Duration,
     /// Default `0.5s`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub read_timeout: Duration,
     /// Default `0.5s`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub write_timeout: Duration,
 }
 
@@ -286,17 +306,19 @@ impl fmt::Debug for Redis {
 }
 
 /// `secret`: key material (upstream `Secret`). Its `Debug` never shows the secret parts.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Secret {
     /// The token key shared with the account service (its `token_key`): the raw bytes of this
     /// text, 16, 24 or 32 of them.
+    #[serde(serialize_with = "ser_secret")]
     pub account_aes_key: String,
     /// Transmitted by upstream, unused. Default 0.
     #[serde(deserialize_with = "scalar")]
     pub server_cert_version: i32,
     /// PKCS#8 PEM Ed25519 private key that signs the server's handshake key. Needed when
     /// `label.encrypted`.
+    #[serde(serialize_with = "ser_secret")]
     pub server_cert_private_key: String,
     /// Transmitted by upstream, unused. Default 0.
     #[serde(deserialize_with = "scalar")]
@@ -325,13 +347,13 @@ impl fmt::Debug for Secret {
 }
 
 /// `demo`: run the demo backend inside the gateway process.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Demo {
     /// Where it listens (point `backends` at it). Default `127.0.0.1:17102`.
     pub addr: String,
     /// Interval of its server pushes. Default `10s`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub push_interval: Duration,
 }
 
@@ -345,7 +367,7 @@ impl Default for Demo {
 }
 
 /// `log` (upstream `Log`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Log {
     /// A `tracing` filter (`info`, `janus_tokio=debug,info`); `RUST_LOG` overrides it. Default
@@ -353,6 +375,9 @@ pub struct Log {
     pub level: String,
     /// Upstream's logger (`zap`): accepted, unused.
     pub r#type: String,
+    /// `text` (human-readable lines) or `json` (one object per line, with the span fields).
+    /// The `--log-json` flag overrides it. Default `text`.
+    pub format: LogFormat,
 }
 
 impl Default for Log {
@@ -360,20 +385,51 @@ impl Default for Log {
         Log {
             level: "info".into(),
             r#type: "zap".into(),
+            format: LogFormat::Text,
         }
     }
 }
 
-/// `trace` (upstream `Trace`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Trace {
-    /// OTLP endpoint: accepted, not used yet.
-    pub endpoint: Option<String>,
+/// `log.format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
+/// `trace` (upstream `Trace`): OpenTelemetry export of the connection, handshake and tunnel
+/// spans (build with the `otel` feature).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Trace {
+    /// OTLP/gRPC collector, `http://host:4317`. Default: none (no export).
+    pub endpoint: Option<String>,
+    /// Fraction of new traces recorded, 0.0..=1.0 (a trace a backend started keeps its own
+    /// decision). Reloadable. Default 1.0 (upstream's ratio).
+    pub sampler: f64,
+    /// `service.name` of the exported spans. Default: `label.service`.
+    pub service_name: Option<String>,
+}
+
+impl Default for Trace {
+    fn default() -> Self {
+        Trace {
+            endpoint: None,
+            sampler: 1.0,
+            service_name: None,
+        }
+    }
+}
+
+// `sampler` is checked to be a number in 0..=1 (never NaN), so equality is total.
+impl Eq for Trace {}
+
 /// `etcd` (upstream `registry.yaml`).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Etcd {
     /// `host:port` or `http(s)://host:port`. Default `["127.0.0.1:2379"]`.
@@ -381,6 +437,7 @@ pub struct Etcd {
     /// Default `""`.
     pub username: String,
     /// Default `""`.
+    #[serde(serialize_with = "ser_secret")]
     pub password: String,
     /// Tunnel kind → the backend service discovered for it under `/microservices/<service>/`.
     /// Default `player: roma.player.service`, `room: roma.room.service`. A kind listed here gets

@@ -4,21 +4,22 @@ use std::{collections::BTreeMap, fmt, time::Duration};
 
 use janus_core::route::{BreakerConfig, OidRule};
 use serde::{
-    Deserialize, Deserializer,
+    Deserialize, Deserializer, Serialize,
     de::{MapAccess, Visitor, value::MapAccessDeserializer},
 };
 
-use crate::de::{duration, scalar};
+use crate::de::{duration, scalar, ser_duration};
 
 /// One backend of a tunnel kind. In YAML either `"host:port"` or
 /// `{addr: "host:port", weight: 2, color: blue}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BackendEntry {
     /// `host:port` of its gRPC server (host names allowed).
     pub addr: String,
     /// Share of new placements. Default 1; 0 takes no new oids but keeps those stuck to it.
     pub weight: u32,
     /// The colour it serves; `None` (the default) serves every colour.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub color: Option<String>,
 }
 
@@ -78,7 +79,7 @@ impl<'de> Deserialize<'de> for BackendEntry {
 ///
 /// Built in: kinds `player` (oid = the session uid) and `room` (oid = the packet's `obj`);
 /// module 6 goes to `room`, every other module to `player` (upstream's routing, spec §4.2).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Routes {
     /// Extra tunnel kinds (`team: object`), each with its oid rule. Names: `a-z0-9_-`, ≤ 32 bytes.
@@ -93,7 +94,7 @@ pub struct Routes {
 }
 
 /// `routes.balancer`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BalancerName {
     /// Smooth weighted round-robin over the backend weights, as upstream (nginx's algorithm).
@@ -105,20 +106,20 @@ pub enum BalancerName {
 }
 
 /// `routes.breaker`: see `janus_core::route::BreakerConfig`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerSettings {
     /// Consecutive failed tunnel opens that take a backend out of placement. Default 5.
     #[serde(deserialize_with = "scalar")]
     pub failure_threshold: u32,
     /// How long it stays out after the first trip. Default `10s`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub cool_down: Duration,
     /// Longest stay out (the cool-down doubles after each failed probe). Default `300s`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub max_cool_down: Duration,
     /// How long a probe may go unanswered before another is allowed. Default `30s`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub probe_timeout: Duration,
 }
 
@@ -146,7 +147,7 @@ impl From<BreakerSettings> for BreakerConfig {
 }
 
 /// How a tunnel kind finds its oid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OidRuleName {
     /// Like `player`: the oid is the session uid; a packet may only name its own uid.

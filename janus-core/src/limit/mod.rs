@@ -53,6 +53,13 @@
 //! skew, inflated size, outbound budget, tunnels per session, packet rate, drain time) are listed with their
 //! defaults, units and reasons on [`SessionConfig`](crate::config::SessionConfig).
 //!
+//! ## PROXY protocol ([`crate::proxy`])
+//!
+//! | Limit | Default | Unit | Stops |
+//! |---|---|---|---|
+//! | [`V1_MAX_LEN`](crate::proxy::V1_MAX_LEN) | 107 | bytes of a v1 header line | a peer holding a buffer open with an endless line |
+//! | [`V2_MAX_LEN`](crate::proxy::V2_MAX_LEN) | 1040 | bytes of a v2 header (16 fixed + addresses and TLVs) | a forged length making the gateway buffer 64 KiB per connection |
+//!
 //! ## Client limits ([`crate::client`])
 //!
 //! | Limit | Default | Unit | Stops |

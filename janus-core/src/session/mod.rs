@@ -130,6 +130,8 @@ pub struct Session {
     events: VecDeque<Event>,
     packets_in: u64,
     bytes_in: u64,
+    /// What a drain closes with ([`drain_with`](Session::drain_with)).
+    drain_reason: CloseReason,
 }
 
 impl Session {
@@ -154,6 +156,7 @@ impl Session {
             events: VecDeque::new(),
             packets_in: 0,
             bytes_in: 0,
+            drain_reason: CloseReason::Shutdown,
         }
     }
 
@@ -365,10 +368,19 @@ impl Session {
     /// passes; then the client gets `SCServerLogout{Server}` and the session closes with
     /// [`CloseReason::Shutdown`]. A session still handshaking closes at once.
     pub fn drain(&mut self, now: Time) {
+        self.drain_with(now, CloseReason::Shutdown);
+    }
+
+    /// [`drain`](Self::drain), closing with `reason` instead of `Shutdown` (its
+    /// [`logout_code`](CloseReason::logout_code) is what the client is told): the gateway's
+    /// spread-out drain uses [`CloseReason::Drained`], so clients hear `Waiting` and reconnect
+    /// elsewhere. A session already draining keeps its first reason.
+    pub fn drain_with(&mut self, now: Time, reason: CloseReason) {
         match &mut self.state {
-            State::Handshaking { .. } => self.close(now, CloseReason::Shutdown),
+            State::Handshaking { .. } => self.close(now, reason),
             State::Established(link) if link.drain_deadline.is_none() => {
                 link.drain_deadline = Some(now + self.config.session.drain_timeout);
+                self.drain_reason = reason;
                 self.finish_drain_if_done(now);
             }
             _ => {}
@@ -378,7 +390,7 @@ impl Session {
     fn finish_drain_if_done(&mut self, now: Time) {
         if let State::Established(link) = &self.state {
             if link.drain_deadline.is_some() && link.nothing_pending() {
-                self.close(now, CloseReason::Shutdown);
+                self.close(now, self.drain_reason);
             }
         }
     }
@@ -420,7 +432,7 @@ impl Session {
                 CloseReason::HandshakeTimeout
             }
             State::Established(link) => match link.drain_deadline {
-                Some(drain) if now >= drain => CloseReason::Shutdown,
+                Some(drain) if now >= drain => self.drain_reason,
                 Some(_) => return,
                 None if now >= link.idle_deadline => CloseReason::IdleTimeout,
                 None => return,

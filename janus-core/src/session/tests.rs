@@ -777,6 +777,49 @@ fn draining_delivers_in_flight_replies_then_logs_out() {
 const DEFAULT_DRAIN: Duration = crate::config::DEFAULT_DRAIN_TIMEOUT;
 
 #[test]
+fn a_drain_with_a_reason_logs_out_with_its_code_after_the_replies_and_at_the_deadline() {
+    let mut p = pair();
+    p.take_server_events();
+    let index = send(&mut p, 3, 1, 0, b"");
+    let id = tunnel(&p, player(UID));
+    p.take_server_events();
+    p.server.drain_with(p.now, CloseReason::Drained);
+    // a second drain does not change the reason
+    p.server.drain(p.now);
+    p.server.handle_tunnel(
+        p.now,
+        id,
+        TunnelMessage {
+            data: Bytes::from_static(b"in flight"),
+            module: 3,
+            seq: 1,
+            index,
+            ..Default::default()
+        },
+    );
+    p.drive();
+    let got = packets(p.take_client_events());
+    assert_eq!(&got[0].data[..], b"in flight");
+    assert_eq!(
+        ScServerLogout::decode(got[1].data.clone()).unwrap().code(),
+        LogoutCode::Waiting
+    );
+    assert_eq!(
+        closed_with(&p.take_server_events()),
+        Some(CloseReason::Drained)
+    );
+
+    let mut p = pair();
+    send(&mut p, 3, 1, 0, b"");
+    p.server.drain_with(p.now, CloseReason::Drained);
+    p.advance(DEFAULT_DRAIN);
+    assert_eq!(
+        closed_with(&p.take_server_events()),
+        Some(CloseReason::Drained)
+    );
+}
+
+#[test]
 fn tunnels_reopen_after_ending_and_the_oldest_is_evicted() {
     let mut config = test_server_config(true);
     config.session.max_tunnels = 2;

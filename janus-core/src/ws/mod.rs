@@ -99,6 +99,8 @@ pub struct WsSession {
     /// Why the session closed, once it has: the close frame still to send.
     closing: Option<CloseReason>,
     close_sent: bool,
+    /// Why the upgrade was refused, if it was.
+    refused: Option<UpgradeError>,
 }
 
 impl WsSession {
@@ -114,7 +116,13 @@ impl WsSession {
             received: 0,
             closing: None,
             close_sent: false,
+            refused: None,
         }
+    }
+
+    /// Why the upgrade was refused (for metrics by cause), once it has been.
+    pub fn upgrade_error(&self) -> Option<UpgradeError> {
+        self.refused
     }
 
     /// The session inside.
@@ -160,6 +168,7 @@ impl WsSession {
                     };
                 }
                 Err(e) => {
+                    self.refused = Some(e);
                     self.tx.put_slice(e.response().as_bytes());
                     self.state = State::Done;
                     self.close_sent = true;

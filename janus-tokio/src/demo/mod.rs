@@ -56,7 +56,8 @@ pub use self::observe::{
     StreamClosed, StreamEnd, StreamMetadata, StreamOpened, StreamRejected, TunnelKind,
 };
 pub use self::reply::{
-    BIG_PREFIX, FAIL_STREAM, MAX_BIG_REPLY, PUSH_ME, PUSHED, TunnelMessage, big_payload,
+    BIG_PREFIX, DELAY_PREFIX, FAIL_STREAM, MAX_BIG_REPLY, MAX_DELAY_MS, PUSH_ME, PUSHED,
+    TunnelMessage, big_payload,
 };
 
 /// Default of [`DemoConfig::observe_capacity`].

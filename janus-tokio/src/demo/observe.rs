@@ -56,6 +56,8 @@ pub struct StreamMetadata {
     pub referer: Option<String>,
     /// `x-md-global-gate-referer`.
     pub gate_referer: Option<String>,
+    /// W3C `traceparent` (the gateway's tunnel span, with the `otel` feature).
+    pub traceparent: Option<String>,
 }
 
 impl StreamMetadata {
@@ -75,6 +77,7 @@ impl StreamMetadata {
             client_ip: header(HEADER_CLIENT_IP),
             referer: header(HEADER_REFERER),
             gate_referer: header(HEADER_GATE_REFERER),
+            traceparent: header("traceparent"),
         }
     }
 }

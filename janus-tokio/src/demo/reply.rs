@@ -11,7 +11,7 @@
 //! | data `big:…` otherwise                 | mod 1 seq 3 `SCServerUnexpectedErr{mod, seq, msg}`      |
 //! | data [`PUSH_ME`]                       | the echo, then one push (index 0, data [`PUSHED`])      |
 //! | data [`FAIL_STREAM`]                   | no reply; the stream ends with `Status::internal`       |
-//! | data `sleep:N`, `N` ≤ [`MAX_SLEEP_MS`]  | the echo, `N` ms later (the stream waits, as an actor does) |
+//! | data `delay:MS`, `MS` ≤ [`MAX_DELAY_MS`] | the echo, `MS` milliseconds later (the stream waits)    |
 //! | anything else                          | the data byte for byte                                  |
 //!
 //! Every reply echoes `mod`, `seq`, `obj`, `index`, `data_version` and, on room streams, `conn_id`
@@ -31,13 +31,13 @@ pub const PUSH_ME: &[u8] = b"push-me";
 pub const PUSHED: &[u8] = b"pushed";
 /// Request data that makes the backend end the stream with `Status::internal`.
 pub const FAIL_STREAM: &[u8] = b"fail-stream";
+/// Prefix of a `delay:MS` request (ASCII decimal milliseconds): echo it after that long, as a
+/// slow actor would (the stream answers in order, so later requests wait too).
+pub const DELAY_PREFIX: &[u8] = b"delay:";
+/// Longest `delay:MS`, milliseconds.
+pub const MAX_DELAY_MS: u64 = 60_000;
 /// Prefix of a `big:N` request (ASCII decimal `N`): reply with `N` bytes of [`big_payload`].
 pub const BIG_PREFIX: &[u8] = b"big:";
-/// Prefix of a `sleep:N` request (ASCII decimal milliseconds): echo after `N` ms, holding the
-/// stream meanwhile (a slow actor), so tests can have requests in flight.
-pub const SLEEP_PREFIX: &[u8] = b"sleep:";
-/// Longest `sleep:N`, ms.
-pub const MAX_SLEEP_MS: u64 = 60_000;
 /// Largest `N` a `big:N` request may ask for, in bytes (1 MiB): big enough to cross the gateway's
 /// strong-compression threshold (1 024 000 bytes, §3.4), small enough that a stray request cannot
 /// make the demo backend allocate without bound.
@@ -57,10 +57,10 @@ pub(crate) enum Reply {
     Answer(TunnelMessage),
     /// Send this reply, then this push.
     AnswerThenPush(TunnelMessage, TunnelMessage),
-    /// Send this reply after this long.
-    AnswerAfter(std::time::Duration, TunnelMessage),
     /// Send nothing and end the stream with an error status.
     FailStream,
+    /// Send this reply after this long.
+    AnswerAfter(std::time::Duration, TunnelMessage),
 }
 
 /// Decides the reply to `request` on a stream whose oid is `oid`, at wall-clock `now_unix` seconds.
@@ -81,18 +81,19 @@ pub(crate) fn respond(request: &TunnelMessage, oid: i64, now_unix: i64) -> Reply
             push(oid, Bytes::from_static(PUSHED)),
         );
     }
-    if let Some(ms) = data.strip_prefix(SLEEP_PREFIX) {
+    if let Some(ms) = data.strip_prefix(DELAY_PREFIX) {
         let ms = std::str::from_utf8(ms)
             .ok()
-            .and_then(|m| m.parse::<u64>().ok());
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .filter(|ms| *ms <= MAX_DELAY_MS);
         return match ms {
-            Some(ms) if ms <= MAX_SLEEP_MS => Reply::AnswerAfter(
+            Some(ms) => Reply::AnswerAfter(
                 std::time::Duration::from_millis(ms),
                 echo(request, data.clone()),
             ),
-            _ => Reply::Answer(unexpected_error(
+            None => Reply::Answer(unexpected_error(
                 request,
-                "sleep:N wants N ms, at most 60000",
+                "delay:MS wants MS as ASCII decimal, at most 60000",
             )),
         };
     }
@@ -267,5 +268,18 @@ mod tests {
             respond(&request(3, 3, b"fail-stream"), 42, 0),
             Reply::FailStream
         );
+    }
+
+    #[test]
+    fn delay_answers_later_within_its_bound() {
+        let req = request(3, 3, b"delay:250");
+        assert_eq!(
+            respond(&req, 42, 0),
+            Reply::AnswerAfter(std::time::Duration::from_millis(250), req.clone())
+        );
+        let Reply::Answer(error) = respond(&request(3, 3, b"delay:99999"), 42, 0) else {
+            panic!("an error reply")
+        };
+        assert_eq!((error.module, error.seq), (1, 3));
     }
 }

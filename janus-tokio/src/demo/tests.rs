@@ -131,6 +131,7 @@ async fn echoes_requests_and_records_metadata() {
         client_ip: Some("10.1.2.3:5678".into()),
         referer: Some("127.0.0.1:9100#17".into()),
         gate_referer: Some("127.0.0.1:9100#17".into()),
+        traceparent: None,
     };
     assert_eq!(opened.metadata, expected);
     let indexes: Vec<_> = observed.requests.iter().map(|r| r.request.index).collect();

@@ -1,10 +1,13 @@
 //! What a connection task is told by the rest of the gateway: the only type connections,
-//! tunnels, the registry and the push paths share, so none of them depends on another.
+//! tunnels, the registry, the push paths and the admin API share, so none of them depends on
+//! another.
 
 use janus_core::{
     CloseReason,
     session::{PushPacket, TunnelId, TunnelMessage},
 };
+use serde::Serialize;
+use tokio::sync::oneshot;
 
 /// A command for one connection.
 #[derive(Debug)]
@@ -20,6 +23,44 @@ pub enum ConnCmd {
     Push(PushPacket),
     /// Close now (a kick, a newer login).
     Close(CloseReason),
-    /// Gateway shutdown: stop taking requests, deliver in-flight replies, log out.
+    /// The session's turn in the drain: stop taking requests, deliver in-flight replies, log out
+    /// with `SCServerLogout{Waiting}` (`CloseReason::Drained`).
     Drain,
+    /// Describe the session (the admin API's lookup).
+    Describe(oneshot::Sender<SessionInfo>),
+}
+
+/// One session as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    pub uid: i64,
+    pub sid: i64,
+    pub color: String,
+    /// The client's address (after a PROXY header, if any).
+    pub peer: String,
+    /// `tcp` or `ws`.
+    pub listener: &'static str,
+    pub worker_id: u64,
+    /// `established` or `draining`.
+    pub state: &'static str,
+    /// Unix seconds.
+    pub connected_at: u64,
+    pub connected_for_secs: u64,
+    /// Seconds since the client last sent a frame.
+    pub idle_secs: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub tunnels: Vec<TunnelInfo>,
+}
+
+/// One open tunnel of a session.
+#[derive(Debug, Clone, Serialize)]
+pub struct TunnelInfo {
+    pub id: u64,
+    pub kind: String,
+    pub oid: i64,
+    /// The backend it was placed on; `None` while it is being chosen.
+    pub backend: Option<String>,
 }

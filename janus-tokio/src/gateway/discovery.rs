@@ -14,11 +14,12 @@ use crate::cluster::etcd::{
     ANY_COLOR, EtcdConfig, Registration, ServiceInstance, discover, register,
 };
 
-fn etcd_config(s: &EtcdSettings) -> EtcdConfig {
+fn etcd_config(s: &EtcdSettings, shared: &Shared) -> EtcdConfig {
     EtcdConfig {
         endpoints: s.endpoints.clone(),
         username: s.username.clone(),
         password: s.password.clone(),
+        health: Arc::clone(&shared.metrics.etcd),
         ..EtcdConfig::default()
     }
 }
@@ -32,7 +33,7 @@ pub(crate) async fn start(
     stop: &watch::Receiver<bool>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<Registration> {
-    let cfg = etcd_config(settings);
+    let cfg = etcd_config(settings, shared);
     for (kind, service) in &settings.services {
         let (tx, mut rx) = watch::channel(Vec::new());
         let mut stop_discovery = stop.clone();

@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 use super::{
     Shared,
     command::ConnCmd,
+    metrics::{PushKind, PushOutcome, RedisOp},
     push::{broadcast, deliver_to_uid, encode},
     registry::Registry,
 };
@@ -67,14 +68,14 @@ impl GateTable {
                         debug!(uid, %other, "uid was held by another gateway: kicking it there");
                         if let Err(e) = this.tables.publish(other, &kick_message(uid)).await {
                             warn!(uid, %other, error = %e, "could not publish the kick");
-                            shared.metrics.inc(&shared.metrics.redis_errors);
+                            shared.metrics.redis_error(RedisOp::Publish);
                         }
                     }
                 }
                 Err(e) => {
                     // Fail open: serve the session; the renewal loop writes the entry later.
                     debug!(uid, error = %e, "gate table write failed");
-                    shared.metrics.inc(&shared.metrics.redis_errors);
+                    shared.metrics.redis_error(RedisOp::GateLogin);
                 }
             }
         });
@@ -92,9 +93,18 @@ impl GateTable {
                 .await
                 .is_err()
             {
-                shared.metrics.inc(&shared.metrics.redis_errors);
+                shared.metrics.redis_error(RedisOp::GateLogout);
             }
         });
+    }
+
+    /// The gateway holding `uid` of `color`, per the gate table (the admin API's lookup).
+    pub async fn holder(
+        &self,
+        uid: i64,
+        color: &str,
+    ) -> Result<Option<String>, crate::cluster::redis::RedisError> {
+        self.tables.get(&self.key(color, uid)).await
     }
 
     /// Renews every live session's entry each TTL/2 (and right after Redis comes back).
@@ -134,7 +144,7 @@ impl GateTable {
                 Ok(r) => r,
                 Err(e) => {
                     debug!(error = %e, "gate table renewal failed");
-                    shared.metrics.inc(&shared.metrics.redis_errors);
+                    shared.metrics.redis_error(RedisOp::GateRenew);
                     return;
                 }
             };
@@ -145,7 +155,7 @@ impl GateTable {
                     match self.tables.get(key).await {
                         Ok(stored) => stored,
                         Err(_) => {
-                            shared.metrics.inc(&shared.metrics.redis_errors);
+                            shared.metrics.redis_error(RedisOp::GateRenew);
                             continue;
                         }
                     }
@@ -160,16 +170,31 @@ impl GateTable {
                             .await
                             .is_err()
                         {
-                            shared.metrics.inc(&shared.metrics.redis_errors);
+                            shared.metrics.redis_error(RedisOp::GateRenew);
                         }
                     }
                     GateRenewal::Superseded => {
-                        shared.metrics.inc(&shared.metrics.kicks_conflicting_login);
+                        shared.metrics.kicked(SUPERSEDED);
                         let _ = Registry::offer(handle, ConnCmd::Close(SUPERSEDED));
                         debug!(uid, "session superseded by a login elsewhere");
                     }
                 }
             }
+        }
+    }
+}
+
+/// Follows the Redis subscription's state: `janus_redis_up`, and each loss counted.
+pub async fn watch_subscription(shared: Arc<Shared>, mut up: watch::Receiver<bool>) {
+    loop {
+        let now = *up.borrow_and_update();
+        let was = shared.metrics.redis_up();
+        shared.metrics.set_redis_up(now);
+        if was && !now {
+            shared.metrics.redis_error(RedisOp::Subscribe);
+        }
+        if up.changed().await.is_err() {
+            return;
         }
     }
 }
@@ -188,29 +213,31 @@ fn deliver(shared: &Shared, channel: &str, message: PushMessage) {
     let metrics = &shared.metrics;
     match PushRoute::of(&message) {
         PushRoute::Broadcast => {
-            let pushes = encode(shared, &message.bodies);
+            metrics.push_requested(PushKind::Broadcast);
+            let pushes = encode(shared, PushKind::Broadcast, &message.bodies);
             broadcast(shared, &message.color, message.sid, &pushes);
         }
         PushRoute::Kick => {
             for uid in &message.uids {
                 match shared.registry.get(*uid) {
                     Some(handle) => {
-                        metrics.inc(&metrics.kicks_conflicting_login);
+                        metrics.kicked(SUPERSEDED);
                         let _ = Registry::offer(&handle, ConnCmd::Close(SUPERSEDED));
                     }
-                    None => metrics.inc(&metrics.push_unknown_uid),
+                    None => metrics.push(PushKind::Push, PushOutcome::UnknownUid, 1),
                 }
             }
         }
         PushRoute::Uids => {
-            metrics.inc(if message.uids.len() == 1 {
-                &metrics.pushes
+            let kind = if message.uids.len() == 1 {
+                PushKind::Push
             } else {
-                &metrics.multicasts
-            });
-            let pushes = encode(shared, &message.bodies);
+                PushKind::Multicast
+            };
+            metrics.push_requested(kind);
+            let pushes = encode(shared, kind, &message.bodies);
             for uid in &message.uids {
-                deliver_to_uid(shared, *uid, &pushes);
+                deliver_to_uid(shared, kind, *uid, &pushes);
             }
             debug!(channel, "push message delivered");
         }

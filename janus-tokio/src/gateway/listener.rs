@@ -1,6 +1,7 @@
-//! The client listeners: accept, ask admission control (evicting the handshake it names),
-//! number the connection, and hand it to its connection task. A WebSocket connection starts with
-//! its HTTP upgrade, which janus-core's `ws` layer reads like any other bytes.
+//! The client listeners: accept, read the PROXY header when one is required, ask admission
+//! control (closing the handshake it evicts, if any), number the connection, and hand it to its
+//! connection task. A WebSocket connection starts with its HTTP upgrade, which janus-core's `ws`
+//! layer reads like any other bytes.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -8,29 +9,40 @@ use std::{
     time::Duration,
 };
 
-use janus_core::session::Transport;
+use bytes::BytesMut;
+use janus_core::{limit::AdmissionError, session::Transport};
 use tokio::{net::TcpListener, sync::watch};
-use tracing::{debug, warn};
+use tracing::{Instrument as _, debug, warn};
 
 use super::{
     Shared,
     connection::{self, Ticket},
-    until_true,
+    drain::DrainPhase,
+    metrics::{Listener, Refusal},
+    proxy,
 };
 use crate::clock;
 
 /// Pause after a failed accept (EMFILE and friends), instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+fn listener_of(transport: Transport) -> Listener {
+    match transport {
+        Transport::WebSocket => Listener::Ws,
+        _ => Listener::Tcp,
+    }
+}
+
 /// Accepts connections on `listener` until the gateway drains.
 pub(super) async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
     transport: Transport,
-    mut drain: watch::Receiver<bool>,
+    mut phase: watch::Receiver<DrainPhase>,
 ) {
+    let kind = listener_of(transport);
     loop {
-        let (stream, peer) = tokio::select! {
+        let (mut stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -39,29 +51,79 @@ pub(super) async fn accept_loop(
                     continue;
                 }
             },
-            () = until_true(&mut drain) => return,
+            () = until_draining(&mut phase) => return,
         };
-        let admit = shared.admission().try_admit(peer.ip(), clock::now());
-        let admit = match admit {
-            Ok(admit) => admit,
-            Err(e) => {
-                debug!(%peer, error = %e, "connection refused by admission control");
-                shared.metrics.admission_refused(&e);
-                continue;
+        if !shared.proxy_protocol(kind) {
+            if let Some(ticket) = admit(&shared, peer, transport) {
+                let span = connection::connection_span(kind, peer);
+                let serve = connection::serve(ticket, stream, transport, BytesMut::new());
+                tokio::spawn(serve.instrument(span));
             }
-        };
-        if let Some(victim) = admit.evict {
-            // The pool was full: the least advanced handshake gives its slot to this one.
-            shared.evict_handshake(victim);
+            continue;
         }
-        let worker_id = shared.worker_ids.next(transport);
-        let ticket = Ticket::new(Arc::clone(&shared), peer, worker_id, admit.admitted);
-        shared.metrics.inc(if transport == Transport::WebSocket {
-            &shared.metrics.connections_ws
-        } else {
-            &shared.metrics.connections_tcp
+        // The header is read before admission: the address that counts is the one in it.
+        let Ok(slot) = Arc::clone(&shared.proxy_slots).try_acquire_owned() else {
+            shared.metrics.refused(Refusal::MaxHandshakes);
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let header = proxy::read_header(&mut stream, peer).await;
+            drop(slot);
+            match header {
+                Ok((client, early)) => {
+                    if let Some(ticket) = admit(&shared, client, transport) {
+                        let span = connection::connection_span(kind, client);
+                        connection::serve(ticket, stream, transport, early)
+                            .instrument(span)
+                            .await;
+                    }
+                }
+                Err(e) => {
+                    debug!(%peer, error = %e, "connection without a valid PROXY header closed");
+                    shared.metrics.refused(Refusal::ProxyHeader);
+                }
+            }
         });
-        tokio::spawn(connection::serve(ticket, stream, transport));
+    }
+}
+
+/// Resolves once the drain has started (or the gateway is gone).
+async fn until_draining(phase: &mut watch::Receiver<DrainPhase>) {
+    let _ = phase.wait_for(|p| *p != DrainPhase::Serving).await.is_ok();
+}
+
+/// Asks admission control about a connection from `peer`; closes the handshake it evicts to make
+/// room, if any.
+fn admit(shared: &Arc<Shared>, peer: SocketAddr, transport: Transport) -> Option<Ticket> {
+    let admit = shared.admission().try_admit(peer.ip(), clock::now());
+    match admit {
+        Ok(admit) => {
+            if let Some(victim) = admit.evict {
+                // The pool was full: the least advanced handshake gives its slot to this one.
+                shared.evict_handshake(victim);
+            }
+            let worker_id = shared.worker_ids.next(transport);
+            Some(Ticket::new(
+                Arc::clone(shared),
+                peer,
+                worker_id,
+                admit.admitted,
+            ))
+        }
+        Err(e) => {
+            debug!(%peer, error = %e, "connection refused by admission control");
+            shared.metrics.refused(match e {
+                AdmissionError::TooManyFromAddress { .. } => Refusal::PerAddress,
+                AdmissionError::TooManyHandshakesFromAddress { .. } => {
+                    Refusal::HandshakesPerAddress
+                }
+                AdmissionError::ConnectingTooFast => Refusal::ConnectionRate,
+                AdmissionError::TooManyHandshakes { .. } => Refusal::MaxHandshakes,
+                _ => Refusal::MaxConnections,
+            });
+            None
+        }
     }
 }
 

@@ -8,12 +8,15 @@
 //!                           ◄─ replies, pushes, kicks, drain (ConnCmd)
 //! PushService (gRPC), Redis subscriber ─► push ─► Registry ─► connection tasks
 //! etcd discovery ─► Backends (sets, route table, breakers, channels)
-//! admin HTTP: /metrics /healthz /readyz
+//! admin HTTP: /metrics /healthz /readyz, /admin/* (sessions, kick, drain, config, backends,
+//!             reload; see `admin`)
 //! ```
 //!
 //! [`Gateway::start`] binds everything and returns the bound addresses (tests bind port 0);
-//! [`Gateway::shutdown`] stops accepting, drains every session (in-flight replies delivered,
-//! then `SCServerLogout`), waits up to the grace period and stops the servers.
+//! [`Gateway::shutdown`] (or `POST /admin/drain`, then [`Gateway::shutdown`]) drains: readiness
+//! fails, etcd deregistration, no more accepts, sessions logged out spread over the drain window
+//! (`drain`), the rest closed at the grace deadline; then the servers stop. [`Gateway::reload`]
+//! re-reads the configuration file (`reload`).
 
 pub mod admin;
 pub mod backends;
@@ -21,12 +24,15 @@ pub mod command;
 pub mod connection;
 #[cfg(feature = "etcd")]
 pub mod discovery;
+pub mod drain;
 pub mod gate;
 pub mod listener;
 pub mod mailbox;
 pub mod metrics;
+pub mod proxy;
 pub mod push;
 pub mod registry;
+pub mod reload;
 pub mod settings;
 pub mod tunnel;
 
@@ -34,7 +40,7 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex, MutexGuard, RwLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -57,17 +63,51 @@ use tokio::{
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
-use self::{backends::Backends, metrics::Metrics, registry::Registry};
+use self::{
+    backends::Backends,
+    drain::DrainPhase,
+    metrics::{Listener, Metrics},
+    registry::Registry,
+};
 pub use self::{
     listener::advertised_endpoint,
-    settings::{EtcdSettings, GatewaySettings, WsSettings},
+    reload::{ReloadError, ReloadReport},
+    settings::{ConfigSource, EtcdSettings, GatewaySettings, OpsSettings, WsSettings},
 };
 use crate::cluster::redis::{BROADCAST_CHANNEL, RedisRouteStore, RedisTables, run_subscriber};
+
+/// Settings an operator can change while the gateway runs (reload) and the drain's state.
+#[derive(Debug)]
+pub(crate) struct Ops {
+    /// The admin API's bearer token; empty refuses the changing endpoints.
+    pub admin_token: RwLock<String>,
+    /// `limits.drain_window` and `limits.shutdown_grace`.
+    pub drain_timing: Mutex<(Duration, Duration)>,
+    /// PROXY protocol required, per listener.
+    pub proxy_protocol: [AtomicBool; Listener::ALL.len()],
+    /// The running configuration file, and the changed keys that wait for a restart.
+    pub source: Mutex<Option<ConfigSource>>,
+    /// The configuration the process started with: what restart-only keys still hold.
+    pub started: Option<crate::config::Config>,
+    pub restart_pending: Mutex<Vec<String>>,
+    /// Reloads run one at a time.
+    pub reload_lock: tokio::sync::Mutex<()>,
+    pub telemetry: Option<crate::telemetry::Telemetry>,
+    /// The drain's phase: serving, draining (no accepts; sessions logged out over the window),
+    /// cut (the grace period is over).
+    pub phase: watch::Sender<DrainPhase>,
+    /// Set when the drain has finished (every connection closed, or cut).
+    pub drained: watch::Sender<bool>,
+    #[cfg(feature = "etcd")]
+    pub registration: tokio::sync::Mutex<Option<crate::cluster::etcd::Registration>>,
+}
 
 /// State shared by every task of a gateway.
 #[derive(Debug)]
 pub struct Shared {
-    pub core: Arc<ServerConfig>,
+    /// The core configuration new sessions start with (replaced by a reload; a live session
+    /// keeps the one it started with).
+    core: RwLock<Arc<ServerConfig>>,
     pub registry: Registry,
     pub backends: Backends,
     pub metrics: Metrics,
@@ -76,15 +116,22 @@ pub struct Shared {
     admission: Mutex<Admission>,
     /// Connections still handshaking, by admission id: how a full pool evicts one.
     handshakes: Mutex<HashMap<u64, mailbox::Sender<command::ConnCmd>>>,
+    /// PROXY headers being read at once (bounded like handshakes).
+    proxy_slots: Arc<tokio::sync::Semaphore>,
     /// The advertised gRPC endpoint: the gateway's identity in referers and route tables.
     pub endpoint: Arc<str>,
     next_conn_id: AtomicU64,
     worker_ids: WorkerIds,
+    /// Readiness fails from the start of the drain.
     pub draining: AtomicBool,
-    /// Turns true when the gateway starts draining.
-    drain: watch::Receiver<bool>,
-    /// The WebSocket listener's path, origins and control-frame rate.
-    ws: Arc<WsConfig>,
+    /// The drain's phase, as connection tasks and accept loops watch it.
+    drain: watch::Receiver<DrainPhase>,
+    /// The WebSocket listener's path, origins and control-frame rate (origins reload live: new
+    /// connections take the current one).
+    ws: RwLock<Arc<WsConfig>>,
+    /// The colour the gate table is looked up with when the admin API is not told one.
+    color: String,
+    pub(crate) ops: Ops,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -107,10 +154,23 @@ impl Shared {
         lock(&self.handshakes).remove(&id);
     }
 
+    /// The WebSocket settings new connections take.
+    fn ws_config(&self) -> Arc<WsConfig> {
+        Arc::clone(&self.ws.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Lets new WebSocket connections accept these origins (configuration reload).
+    fn set_allowed_origins(&self, origins: Vec<String>) {
+        let mut ws = self.ws.write().unwrap_or_else(|p| p.into_inner());
+        let mut config = (**ws).clone();
+        config.upgrade.allowed_origins = origins;
+        *ws = Arc::new(config);
+    }
+
     /// Closes handshaking connection `id`: admission gave its slot to a newcomer.
     fn evict_handshake(&self, id: u64) {
         if let Some(tx) = lock(&self.handshakes).remove(&id) {
-            self.metrics.inc(&self.metrics.handshakes_evicted);
+            self.metrics.handshake_evicted();
             let _ = tx.try_send(command::ConnCmd::Close(CloseReason::HandshakeEvicted));
         }
     }
@@ -118,6 +178,32 @@ impl Shared {
     /// A number unique per connection for the gateway's life (the registry's owner check).
     fn next_conn_id(&self) -> u64 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The core configuration for a session starting now.
+    pub fn core(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.core.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn set_core(&self, core: Arc<ServerConfig>) {
+        *self.core.write().unwrap_or_else(|p| p.into_inner()) = core;
+    }
+
+    fn proxy_protocol(&self, listener: Listener) -> bool {
+        self.ops
+            .proxy_protocol
+            .get(listener as usize)
+            .is_some_and(|p| p.load(Ordering::Relaxed))
+    }
+
+    /// Starts the drain (idempotent): see [`drain`]. Returns whether this call started it.
+    pub fn start_drain(self: &Arc<Self>) -> bool {
+        if self.draining.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        self.metrics.set_draining();
+        tokio::spawn(drain::run(Arc::clone(self)));
+        true
     }
 }
 
@@ -135,12 +221,8 @@ pub struct BoundAddrs {
 pub struct Gateway {
     shared: Arc<Shared>,
     addrs: BoundAddrs,
-    drain_tx: watch::Sender<bool>,
     stop_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    grace: Duration,
-    #[cfg(feature = "etcd")]
-    registration: Option<crate::cluster::etcd::Registration>,
 }
 
 /// Connections the kernel may queue for `accept` (capped by `net.core.somaxconn`). A burst of
@@ -213,30 +295,68 @@ impl Gateway {
                 );
             }
         }
-        let (drain_tx, drain_rx) = watch::channel(false);
+        let (phase_tx, phase_rx) = watch::channel(DrainPhase::Serving);
         let (stop_tx, stop_rx) = watch::channel(false);
         let ws = settings.ws.as_ref();
+        let ops = &settings.ops;
+        let color = ops
+            .source
+            .as_ref()
+            .map_or_else(|| "local".to_owned(), |s| s.config.label.color.clone());
+        let metrics = Metrics::default();
+        if let Some(source) = &ops.source {
+            metrics.set_config(&source.hash, 0);
+            info!(hash = %source.hash, file = %source.path.display(), "configuration live");
+        }
+        metrics
+            .redis_configured
+            .store(settings.redis.is_some(), Ordering::Relaxed);
+        metrics
+            .etcd
+            .configured
+            .store(settings.etcd.is_some(), Ordering::Relaxed);
         let shared = Arc::new(Shared {
-            core: Arc::clone(&settings.core),
+            core: RwLock::new(Arc::clone(&settings.core)),
             registry: Registry::default(),
             backends,
-            metrics: Metrics::default(),
+            metrics,
             gate: gate.clone(),
             admission: Mutex::new(Admission::new(settings.admission)),
             handshakes: Mutex::new(HashMap::new()),
+            proxy_slots: Arc::new(tokio::sync::Semaphore::new(
+                settings.admission.max_handshakes.max(1),
+            )),
             endpoint,
             next_conn_id: AtomicU64::new(1),
             worker_ids: WorkerIds::default(),
             draining: AtomicBool::new(false),
-            drain: drain_rx.clone(),
-            ws: Arc::new(ws.map_or_else(
+            drain: phase_rx.clone(),
+            ws: RwLock::new(Arc::new(ws.map_or_else(
                 || WsConfig::new("/ws"),
                 |w| {
                     let mut config = WsConfig::new(w.path.clone());
                     config.upgrade.allowed_origins = w.allowed_origins.clone();
                     config
                 },
-            )),
+            ))),
+            color,
+            ops: Ops {
+                admin_token: RwLock::new(ops.admin_token.clone()),
+                drain_timing: Mutex::new((ops.drain_window, settings.shutdown_grace)),
+                proxy_protocol: [
+                    AtomicBool::new(ops.proxy_protocol_tcp),
+                    AtomicBool::new(ops.proxy_protocol_ws),
+                ],
+                source: Mutex::new(ops.source.clone()),
+                started: ops.source.as_ref().map(|s| s.config.clone()),
+                restart_pending: Mutex::new(Vec::new()),
+                reload_lock: tokio::sync::Mutex::new(()),
+                telemetry: ops.telemetry.clone(),
+                phase: phase_tx,
+                drained: watch::channel(false).0,
+                #[cfg(feature = "etcd")]
+                registration: tokio::sync::Mutex::new(None),
+            },
         });
 
         let mut tasks = Vec::new();
@@ -258,7 +378,7 @@ impl Gateway {
                 _ => addrs.tcp = Some(bound),
             }
             let accept =
-                listener::accept_loop(Arc::clone(&shared), listener, transport, drain_rx.clone());
+                listener::accept_loop(Arc::clone(&shared), listener, transport, phase_rx.clone());
             tasks.push(tokio::spawn(accept));
         }
         if let Some(addr) = settings.http {
@@ -289,6 +409,10 @@ impl Gateway {
                 Arc::clone(&shared),
                 push_rx,
             )));
+            tasks.push(tokio::spawn(gate::watch_subscription(
+                Arc::clone(&shared),
+                up_rx.clone(),
+            )));
             let renew = Arc::clone(gate).renew_loop(Arc::clone(&shared), up_rx, stop_rx.clone());
             tasks.push(tokio::spawn(renew));
         }
@@ -300,13 +424,12 @@ impl Gateway {
         )));
         info!(tcp = ?addrs.tcp, ws = ?addrs.ws, http = ?addrs.http, grpc = %addrs.grpc, endpoint = %shared.endpoint, "gateway started");
         #[cfg(feature = "etcd")]
-        let registration = match &settings.etcd {
-            Some(etcd) => {
-                let ws_path = ws.map_or("/ws", |w| w.path.as_str());
-                Some(discovery::start(&shared, etcd, &addrs, ws_path, &stop_rx, &mut tasks).await?)
-            }
-            None => None,
-        };
+        if let Some(etcd) = &settings.etcd {
+            let ws_path = ws.map_or("/ws", |w| w.path.as_str());
+            let registration =
+                discovery::start(&shared, etcd, &addrs, ws_path, &stop_rx, &mut tasks).await?;
+            *shared.ops.registration.lock().await = Some(registration);
+        }
         #[cfg(not(feature = "etcd"))]
         if settings.etcd.is_some() {
             anyhow::bail!(
@@ -316,12 +439,8 @@ impl Gateway {
         Ok(Gateway {
             shared,
             addrs,
-            drain_tx,
             stop_tx,
             tasks,
-            grace: settings.shutdown_grace,
-            #[cfg(feature = "etcd")]
-            registration,
         })
     }
 
@@ -345,34 +464,40 @@ impl Gateway {
         self.shared.registry.len()
     }
 
-    /// Graceful shutdown: stop accepting, drain every session (in-flight replies reach the
-    /// clients, then `SCServerLogout{Server}`), wait up to the grace period, stop the servers.
-    /// Returns how many connections were still open when the grace period ran out.
-    #[cfg_attr(not(feature = "etcd"), allow(unused_mut))]
-    pub async fn shutdown(mut self) -> usize {
-        info!("shutting down: draining sessions");
-        // Out of the registry first, so no new traffic is sent here while draining.
-        #[cfg(feature = "etcd")]
-        if let Some(registration) = self.registration.take() {
-            if let Err(e) = registration.deregister().await {
-                warn!(error = %e, "deregistering from etcd failed (the lease will expire)");
-            }
-        }
-        self.shared.draining.store(true, Ordering::Relaxed);
-        let _ = self.drain_tx.send(true);
-        let deadline = tokio::time::Instant::now() + self.grace;
-        loop {
-            let open = self.shared.metrics.connections_open.load(Ordering::Relaxed);
-            if open <= 0 || tokio::time::Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    /// Replaces the admission limits (live connections keep their claims). What a reload of
+    /// `limits.admission` does, for tests that have no file to reload.
+    pub fn set_admission_for_test(&self, config: janus_core::limit::AdmissionConfig) {
+        self.shared.admission().set_config(config);
+    }
+
+    /// Re-reads the configuration file and applies what can change live (see [`reload`]).
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        reload::reload(&self.shared).await
+    }
+
+    /// Starts the drain, as `SIGTERM` or `POST /admin/drain` do; [`shutdown`](Self::shutdown)
+    /// waits for it. Returns whether this call started it.
+    pub fn start_drain(&self) -> bool {
+        self.shared.start_drain()
+    }
+
+    /// Resolves once a drain has started (from [`start_drain`](Self::start_drain) or the
+    /// admin API): the binary then runs [`shutdown`](Self::shutdown).
+    pub async fn drain_started(&self) {
+        let mut phase = self.shared.drain.clone();
+        let _ = phase.wait_for(|p| *p != DrainPhase::Serving).await.is_ok();
+    }
+
+    /// Graceful shutdown: the drain (readiness 503, etcd deregistration, no more accepts,
+    /// sessions logged out with `SCServerLogout{Waiting}` spread over `limits.drain_window`
+    /// after their in-flight replies, the rest closed at `limits.shutdown_grace`), then the
+    /// servers stop. Returns how many connections were still open when it gave up on them.
+    pub async fn shutdown(self) -> usize {
+        self.shared.start_drain();
+        let mut drained = self.shared.ops.drained.subscribe();
+        let _ = drained.wait_for(|d| *d).await;
         let left = usize::try_from(self.shared.metrics.connections_open.load(Ordering::Relaxed))
             .unwrap_or(0);
-        if left > 0 {
-            warn!(left, "grace period over with connections still open");
-        }
         let _ = self.stop_tx.send(true);
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;

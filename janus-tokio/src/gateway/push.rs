@@ -16,6 +16,7 @@ use tracing::debug;
 use super::{
     Shared,
     command::ConnCmd,
+    metrics::{PushKind, PushOutcome},
     registry::{Delivery, Registry},
 };
 
@@ -26,14 +27,15 @@ pub struct Pusher {
 }
 
 /// Encodes each body once; a body no client could receive is counted and left out.
-pub(crate) fn encode(shared: &Shared, bodies: &[PushBody]) -> Vec<PushPacket> {
+pub(crate) fn encode(shared: &Shared, kind: PushKind, bodies: &[PushBody]) -> Vec<PushPacket> {
+    let core = shared.core();
     bodies
         .iter()
-        .filter_map(|body| match PushPacket::encode(body, &shared.core) {
+        .filter_map(|body| match PushPacket::encode(body, &core) {
             Ok(push) => Some(push),
             Err(e) => {
                 debug!(module = body.r#mod, seq = body.seq, error = %e, "push not sent");
-                shared.metrics.inc(&shared.metrics.push_too_large);
+                shared.metrics.push(kind, PushOutcome::TooLarge, 1);
                 None
             }
         })
@@ -41,18 +43,26 @@ pub(crate) fn encode(shared: &Shared, bodies: &[PushBody]) -> Vec<PushPacket> {
 }
 
 /// Hands `pushes` to `uid`'s session, counting the outcome. Whether the uid has a session here.
-pub(crate) fn deliver_to_uid(shared: &Shared, uid: i64, pushes: &[PushPacket]) -> bool {
+pub(crate) fn deliver_to_uid(
+    shared: &Shared,
+    kind: PushKind,
+    uid: i64,
+    pushes: &[PushPacket],
+) -> bool {
     let metrics = &shared.metrics;
     let Some(handle) = shared.registry.get(uid) else {
-        metrics.inc(&metrics.push_unknown_uid);
+        metrics.push(kind, PushOutcome::UnknownUid, pushes.len().max(1) as u64);
         return false;
     };
     for push in pushes {
         match Registry::offer(&handle, ConnCmd::Push(push.clone())) {
-            Delivery::Delivered => metrics.inc(&metrics.push_delivered),
-            Delivery::Dropped => metrics.inc(&metrics.push_dropped),
+            Delivery::Delivered => metrics.push(kind, PushOutcome::Delivered, 1),
+            Delivery::Dropped => {
+                metrics.push(kind, PushOutcome::Dropped, 1);
+                metrics.dropped(super::metrics::DropCause::QueueFull);
+            }
             Delivery::Unknown => {
-                metrics.inc(&metrics.push_unknown_uid);
+                metrics.push(kind, PushOutcome::UnknownUid, 1);
                 return false;
             }
         }
@@ -63,13 +73,18 @@ pub(crate) fn deliver_to_uid(shared: &Shared, uid: i64, pushes: &[PushPacket]) -
 /// Hands `pushes` to every session of `color` and `sid` (0: any sid).
 pub(crate) fn broadcast(shared: &Shared, color: &str, sid: i64, pushes: &[PushPacket]) {
     let metrics = &shared.metrics;
-    metrics.inc(&metrics.broadcasts);
+    let kind = PushKind::Broadcast;
     for push in pushes {
         let (delivered, dropped) = shared
             .registry
             .broadcast(push, |h| h.color == color && (sid == 0 || h.sid == sid));
-        metrics.add(&metrics.push_delivered, delivered as u64);
-        metrics.add(&metrics.push_dropped, dropped as u64);
+        metrics.push(kind, PushOutcome::Delivered, delivered as u64);
+        if dropped > 0 {
+            metrics.push(kind, PushOutcome::Dropped, dropped as u64);
+            for _ in 0..dropped {
+                metrics.dropped(super::metrics::DropCause::QueueFull);
+            }
+        }
     }
 }
 
@@ -77,9 +92,10 @@ pub(crate) fn broadcast(shared: &Shared, color: &str, sid: i64, pushes: &[PushPa
 impl PushService for Pusher {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let req = request.into_inner();
-        self.shared.metrics.inc(&self.shared.metrics.pushes);
-        let pushes = encode(&self.shared, &req.bodies);
-        let pushed = deliver_to_uid(&self.shared, req.uid, &pushes);
+        let kind = PushKind::Push;
+        self.shared.metrics.push_requested(kind);
+        let pushes = encode(&self.shared, kind, &req.bodies);
+        let pushed = deliver_to_uid(&self.shared, kind, req.uid, &pushes);
         Ok(Response::new(PushResponse { pushed }))
     }
 
@@ -88,13 +104,14 @@ impl PushService for Pusher {
         request: Request<MulticastRequest>,
     ) -> Result<Response<MulticastResponse>, Status> {
         let req = request.into_inner();
-        self.shared.metrics.inc(&self.shared.metrics.multicasts);
-        let pushes = encode(&self.shared, &req.bodies);
+        let kind = PushKind::Multicast;
+        self.shared.metrics.push_requested(kind);
+        let pushes = encode(&self.shared, kind, &req.bodies);
         let pushed_uids = req
             .uids
             .iter()
             .copied()
-            .filter(|uid| deliver_to_uid(&self.shared, *uid, &pushes))
+            .filter(|uid| deliver_to_uid(&self.shared, kind, *uid, &pushes))
             .collect();
         Ok(Response::new(MulticastResponse { pushed_uids }))
     }
@@ -105,7 +122,8 @@ impl PushService for Pusher {
         request: Request<BroadcastRequest>,
     ) -> Result<Response<BroadcastResponse>, Status> {
         let req = request.into_inner();
-        let pushes = encode(&self.shared, &req.bodies);
+        self.shared.metrics.push_requested(PushKind::Broadcast);
+        let pushes = encode(&self.shared, PushKind::Broadcast, &req.bodies);
         broadcast(&self.shared, &req.color, req.sid, &pushes);
         Ok(Response::new(BroadcastResponse {}))
     }

@@ -10,7 +10,88 @@ use janus_core::{
 };
 
 pub use super::backends::Balancer;
-use crate::config::{BalancerName, Config};
+use crate::{
+    config::{BalancerName, Config, ConfigError, DEFAULT_DRAIN_WINDOW},
+    telemetry::Telemetry,
+};
+
+/// The environment variable that overrides `server.http.admin_token`.
+pub const ADMIN_TOKEN_ENV: &str = "JANUS_ADMIN_TOKEN";
+
+/// The configuration file a gateway runs on: for reloads and the admin API.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// Where it is read from (again on reload).
+    pub path: std::path::PathBuf,
+    /// What it said, placeholders filled.
+    pub config: Config,
+    /// The first 16 hex digits of the sha256 of its bytes (`sha256sum FILE` shows the same).
+    pub hash: String,
+}
+
+impl ConfigSource {
+    /// Reads, parses and validates `path` (placeholders from the process environment).
+    pub fn load(path: &std::path::Path) -> Result<ConfigSource, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::Io {
+            path: path.to_owned(),
+            source: e,
+        })?;
+        let text = String::from_utf8_lossy(&bytes);
+        let config = Config::from_yaml(&text, &|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(ConfigSource {
+            path: path.to_owned(),
+            config,
+            hash: content_hash(&bytes),
+        })
+    }
+}
+
+/// The first 16 hex digits of the sha256 of `bytes`.
+pub fn content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Operational settings: the admin API, draining, PROXY protocol, reloads, logs.
+#[derive(Debug, Clone)]
+pub struct OpsSettings {
+    /// The file the configuration came from; `None`: no reload (`POST /admin/reload` says so).
+    pub source: Option<ConfigSource>,
+    /// The admin API's bearer token (`server.http.admin_token`, or `JANUS_ADMIN_TOKEN`).
+    /// Empty: changing endpoints are refused.
+    pub admin_token: String,
+    /// `limits.drain_window`.
+    pub drain_window: Duration,
+    /// `server.tcp.proxy_protocol`.
+    pub proxy_protocol_tcp: bool,
+    /// `server.ws.proxy_protocol`.
+    pub proxy_protocol_ws: bool,
+    /// The installed subscriber, for `log.level` and `trace.sampler` reloads.
+    pub telemetry: Option<Telemetry>,
+}
+
+impl Default for OpsSettings {
+    fn default() -> Self {
+        OpsSettings {
+            source: None,
+            admin_token: String::new(),
+            drain_window: DEFAULT_DRAIN_WINDOW,
+            proxy_protocol_tcp: false,
+            proxy_protocol_ws: false,
+            telemetry: None,
+        }
+    }
+}
+
+/// The admin token: `JANUS_ADMIN_TOKEN` when set and not empty, else the configured one.
+pub fn admin_token(config: &Config) -> String {
+    std::env::var(ADMIN_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| config.server.http.admin_token.clone())
+}
 
 /// The WebSocket listener's settings.
 #[derive(Debug, Clone)]
@@ -59,6 +140,8 @@ pub struct GatewaySettings {
     /// etcd registration and discovery (needs the `etcd` feature). `None` keeps the backends
     /// static.
     pub etcd: Option<EtcdSettings>,
+    /// Admin API, drain, PROXY protocol, reloads.
+    pub ops: OpsSettings,
 }
 
 /// etcd settings, resolved from the config.
@@ -92,6 +175,13 @@ pub fn listen_addr(what: &str, addr: &str) -> anyhow::Result<SocketAddr> {
 }
 
 impl GatewaySettings {
+    /// [`from_config`](Self::from_config) for a file, remembering it for reloads.
+    pub fn from_source(source: ConfigSource) -> anyhow::Result<Self> {
+        let mut settings = Self::from_config(&source.config)?;
+        settings.ops.source = Some(source);
+        Ok(settings)
+    }
+
     /// Resolves the configuration: parses secrets and addresses, builds the core's config.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         if config.data.redis.as_ref().is_some_and(|r| r.cluster) {
@@ -173,6 +263,14 @@ impl GatewaySettings {
             breaker: config.routes.breaker.into(),
             grpc_timeout: server.grpc.timeout,
             http_timeout: server.http.timeout,
+            ops: OpsSettings {
+                source: None,
+                admin_token: admin_token(config),
+                drain_window: config.limits.drain_window,
+                proxy_protocol_tcp: server.tcp.as_ref().is_some_and(|t| t.proxy_protocol),
+                proxy_protocol_ws: server.ws.as_ref().is_some_and(|w| w.proxy_protocol),
+                telemetry: None,
+            },
         })
     }
 }

@@ -108,6 +108,8 @@ pub async fn discover_with(
             () = &mut shutdown => return,
             () = receivers.closed() => return,
             err = follow(&cfg, &prefix, &mut view, &mut backoff) => {
+                cfg.health.up.store(false, std::sync::atomic::Ordering::Relaxed);
+                cfg.health.watch_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(service, error = %err, "etcd discovery interrupted; re-listing");
             }
         }
@@ -148,6 +150,9 @@ async fn follow(
         view.put(kv);
     }
     view.publish();
+    cfg.health
+        .up
+        .store(true, std::sync::atomic::Ordering::Relaxed);
 
     let opts = WatchOptions::new()
         .with_prefix()

@@ -63,6 +63,9 @@ pub struct EtcdConfig {
     pub password: String,
     /// Timeout for connecting and for each unary request. Default [`DEFAULT_DIAL_TIMEOUT`].
     pub dial_timeout: Duration,
+    /// Where registration and discovery report etcd's state and failures (the gateway's
+    /// metrics). Default: a fresh, unread one.
+    pub health: std::sync::Arc<crate::gateway::metrics::EtcdHealth>,
 }
 
 impl Default for EtcdConfig {
@@ -72,6 +75,7 @@ impl Default for EtcdConfig {
             username: String::new(),
             password: String::new(),
             dial_timeout: DEFAULT_DIAL_TIMEOUT,
+            health: std::sync::Arc::default(),
         }
     }
 }

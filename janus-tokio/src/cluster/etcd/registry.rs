@@ -4,6 +4,7 @@
 //! channel closes it retries registration a few times. We retry forever (jittered backoff), since
 //! a gateway that silently drops out of the registry until restart receives no pushes (§5.2).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper, PutOptions};
@@ -85,7 +86,14 @@ pub async fn register_with_ttl(
     let key = instance.key();
     let value = serde_json::to_string(&instance)?;
     let ttl = Duration::from_secs(ttl.as_secs().max(1));
-    let lease = Lease::put(cfg, &key, &value, ttl).await?;
+    let lease = match Lease::put(cfg, &key, &value, ttl).await {
+        Ok(lease) => lease,
+        Err(e) => {
+            cfg.health.register_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+    };
+    cfg.health.registered.store(true, Ordering::Relaxed);
     tracing::info!(
         key,
         lease = format_args!("{:x}", lease.id),
@@ -123,6 +131,8 @@ impl Keeper {
                 tokio::select! {
                     _ = &mut stop => return lease.withdraw(&self.key, self.cfg.dial_timeout).await,
                     err = lease.keep_alive(self.ttl) => {
+                        self.cfg.health.registered.store(false, Ordering::Relaxed);
+                        self.cfg.health.register_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(key = self.key, error = %err, "etcd registration lost; re-registering");
                     }
                 }
@@ -135,11 +145,15 @@ impl Keeper {
                 _ = &mut stop => return self.withdraw_without_lease().await,
                 r = Lease::put(&self.cfg, &self.key, &self.value, self.ttl) => match r {
                     Ok(lease) => {
+                        self.cfg.health.registered.store(true, Ordering::Relaxed);
                         tracing::info!(key = self.key, lease = format_args!("{:x}", lease.id), "re-registered in etcd");
                         backoff.reset();
                         current = Some(lease);
                     }
-                    Err(err) => tracing::warn!(key = self.key, error = %err, "etcd re-registration failed"),
+                    Err(err) => {
+                        self.cfg.health.register_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(key = self.key, error = %err, "etcd re-registration failed");
+                    }
                 },
             }
         }

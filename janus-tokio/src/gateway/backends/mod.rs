@@ -23,9 +23,9 @@ use std::{
 };
 
 use janus_core::route::{
-    Backend, BackendSet, BreakerConfig, CircuitBreaker, OidRule, Permit, Placement, RouteError,
-    RouteWrite, SmoothWrr, default_service, pick_less_loaded, place, route_key, route_write,
-    settle,
+    Backend, BackendSet, BreakerConfig, BreakerState, CircuitBreaker, OidRule, Permit, Placement,
+    RouteError, RouteWrite, SmoothWrr, default_service, pick_less_loaded, place, route_key,
+    route_write, settle,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -97,6 +97,21 @@ impl std::fmt::Debug for Backends {
             .field("kinds", &self.kinds().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
+}
+
+/// One backend as the admin API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackendStatus {
+    pub kind: String,
+    pub addr: String,
+    pub weight: u32,
+    pub color: Option<String>,
+    /// `closed` (healthy), `open` (no new placements) or `half_open` (a probe decides).
+    pub breaker: &'static str,
+    /// Whether new tunnels may be placed on it.
+    pub healthy: bool,
+    /// Tunnels this gateway has open to it (every kind).
+    pub tunnels: u32,
 }
 
 /// A chosen backend. Report how opening the tunnel went with [`Backends::report`]; keep it for
@@ -368,6 +383,43 @@ impl Backends {
                 breaker.on_failure(permit, now);
             }
         }
+    }
+
+    /// Every backend of every kind with its health as this gateway sees it (the admin API).
+    pub fn status(&self) -> Vec<BackendStatus> {
+        let now = clock::now();
+        let kinds: Vec<(String, Arc<KindBackends>)> = {
+            let kinds = self.kinds.read().unwrap_or_else(|p| p.into_inner());
+            kinds
+                .iter()
+                .map(|(k, v)| (k.clone(), Arc::clone(v)))
+                .collect()
+        };
+        let breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for (kind, kb) in kinds {
+            for b in kb.set.backends() {
+                let breaker = match breakers.get(&b.addr).map(|br| br.state(now)) {
+                    None | Some(BreakerState::Closed) => "closed",
+                    Some(BreakerState::Open { .. }) => "open",
+                    Some(_) => "half_open",
+                };
+                out.push(BackendStatus {
+                    kind: kind.clone(),
+                    addr: b.addr.clone(),
+                    weight: b.weight,
+                    color: b.color.clone(),
+                    breaker,
+                    healthy: breaker != "open",
+                    tunnels: 0,
+                });
+            }
+        }
+        drop(breakers);
+        for status in &mut out {
+            status.tunnels = self.load(&status.addr);
+        }
+        out
     }
 
     /// The configured kinds.

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::{Conn, FLUSH_TIMEOUT, endpoint::Endpoint};
-use crate::gateway::{command::ConnCmd, mailbox, until_true};
+use crate::gateway::{command::ConnCmd, drain::DrainPhase, mailbox};
 
 /// What a read produced.
 pub(super) enum Input {
@@ -24,7 +24,15 @@ pub(super) enum Input {
 pub(super) trait Reader: Send {
     /// The next input. Must be cancel-safe: it races the other events of the loop.
     fn read(&mut self) -> impl Future<Output = Input> + Send;
+    /// After the last bytes went out: reads and drops whatever the peer still sends, until it
+    /// closes. Closing a socket with unread input makes the kernel send a reset, which can
+    /// destroy the last bytes (a logout) before the client reads them.
+    fn linger(&mut self) -> impl Future<Output = ()> + Send;
 }
+
+/// How long a closed connection keeps reading (and dropping) the peer's bytes so its last
+/// packets are not lost to a reset.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The sending half of a transport.
 pub(super) trait Writer: Send {
@@ -45,9 +53,9 @@ pub(super) async fn run(
     mut reader: impl Reader,
     mut writer: impl Writer,
 ) {
-    let mut drain = conn.shared.drain.clone();
+    let mut phase = conn.shared.drain.clone();
+    let mut watching = true;
     let mut reading = true;
-    let mut draining = false;
     let mut flush_deadline = None;
     loop {
         let wants_write = conn.session.pending_transmit() > 0;
@@ -76,9 +84,17 @@ pub(super) async fn run(
                 }
             }
             Some(cmd) = cmds.recv(), if open => conn.handle_cmd(cmd),
-            () = until_true(&mut drain), if !draining && open => {
-                draining = true;
-                conn.handle_cmd(ConnCmd::Drain);
+            changed = phase.changed(), if watching && open => {
+                let now = if changed.is_ok() { *phase.borrow_and_update() } else { DrainPhase::Cut };
+                match now {
+                    DrainPhase::Serving => {}
+                    // Established sessions wait for their turn (ConnCmd::Drain).
+                    DrainPhase::Draining => conn.drain_if_handshaking(),
+                    DrainPhase::Cut => {
+                        watching = false;
+                        conn.close(CloseReason::Drained);
+                    }
+                }
             }
             () = sleep_until(deadline), if deadline.is_some() => {
                 if flush_deadline.is_some() {
@@ -89,11 +105,12 @@ pub(super) async fn run(
         }
     }
     let reason = conn.closed.unwrap_or(CloseReason::PeerClosed);
-    debug!(peer = %conn.peer(), reason = reason.as_str(), "connection closed");
+    debug!(reason = reason.as_str(), "connection closed");
     // Unregister before the (bounded) goodbye, so nothing more is routed here.
     drop(conn);
     drop(cmds);
     writer.finish(reason).await;
+    let _ = tokio::time::timeout(LINGER, reader.linger()).await;
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

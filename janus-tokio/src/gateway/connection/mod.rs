@@ -6,7 +6,7 @@
 //!                                       ├─ writer: the session's queued bytes, when writable
 //!                                       ├─ ConnCmd: tunnel replies, pushes, kicks, drain
 //!                                       └─ the session's deadline
-//! Conn::process_events: Authenticated ─► Registry (+ gate table)
+//! Conn::process_events: Authenticated ─► Registry (+ gate table), metrics, span fields
 //!                       OpenTunnel ─► tunnel task (id → request sender)
 //!                       Forward ─► that sender (never waits: full ⇒ backend_backpressure)
 //!                       CloseTunnel ─► drop the sender
@@ -22,25 +22,36 @@ mod driver;
 mod endpoint;
 mod tcp;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::SystemTime,
+};
 
 use bytes::BytesMut;
 use janus_core::{
-    CloseReason,
+    CloseReason, Time,
     handshake::Identity,
     limit::Admitted,
     session::{
-        ConnectionContext, Event, OpenTunnel, Session, SessionStats, Transport, TunnelId,
-        TunnelMessage,
+        ConnectionContext, Event, OpenTunnel, Session, SessionState, SessionStats, Transport,
+        TunnelId, TunnelMessage,
     },
-    ws::WsSession,
+    ws::{UpgradeError, WsSession},
 };
 use tokio::{sync::mpsc, time::Instant};
-use tracing::debug;
+use tracing::{Span, debug, info_span};
 
 use self::endpoint::Endpoint;
 pub use self::tcp::serve;
-use super::{Shared, command::ConnCmd, mailbox, registry::ConnHandle, tunnel};
+use super::{
+    Shared,
+    command::{ConnCmd, SessionInfo, TunnelInfo},
+    mailbox,
+    metrics::{Listener, Refusal},
+    registry::ConnHandle,
+    tunnel,
+};
 use crate::clock;
 
 /// Commands queued per connection. Replies wait for room (backpressure onto the backend stream);
@@ -52,8 +63,7 @@ const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// An accepted connection before its task starts: its admission claim, its number, and its
 /// command queue, registered at once in the handshake pool so admission can evict it even before
-/// the task runs (or while a WebSocket upgrade is under way). Dropped without becoming a
-/// connection (a failed upgrade), it gives everything back.
+/// the task runs. Dropped without becoming a connection, it gives everything back.
 #[derive(Debug)]
 pub struct Ticket {
     pub(super) shared: Arc<Shared>,
@@ -99,27 +109,66 @@ struct Registered {
     color: String,
 }
 
+/// One open tunnel: the sender of its requests and what the admin API shows of it.
+struct TunnelEntry {
+    id: TunnelId,
+    tx: mpsc::Sender<TunnelMessage>,
+    kind: Arc<str>,
+    oid: i64,
+    /// Filled by the tunnel task once it has chosen the backend.
+    backend: Arc<OnceLock<String>>,
+}
+
+/// The `connection` span of a new connection (fields filled as the session goes).
+pub fn connection_span(listener: Listener, peer: SocketAddr) -> Span {
+    info_span!(
+        "connection",
+        listener = listener.as_str(),
+        peer = %peer,
+        conn = tracing::field::Empty,
+        uid = tracing::field::Empty,
+        sid = tracing::field::Empty,
+        color = tracing::field::Empty,
+        close_reason = tracing::field::Empty,
+    )
+}
+
 /// The transport-independent half of a connection.
 struct Conn {
     shared: Arc<Shared>,
     session: Endpoint,
     conn_id: u64,
+    listener: Listener,
     admitted: Option<Admitted>,
     cmd_tx: mailbox::Sender<ConnCmd>,
     registered: Option<Registered>,
-    /// The session's open tunnels: id → request sender (a handful: a Vec beats a map).
-    tunnels: Vec<(TunnelId, mpsc::Sender<TunnelMessage>)>,
+    /// The session's open tunnels (a handful: a Vec beats a map).
+    tunnels: Vec<TunnelEntry>,
     /// Stats already added to the gateway's counters.
     exported: SessionStats,
     closed: Option<CloseReason>,
+    /// The `connection` span, and its `handshake` child until the handshake ends.
+    span: Span,
+    handshake: Option<Span>,
+    connected_at: SystemTime,
+    /// When the client last sent bytes.
+    last_input: Time,
 }
 
 impl Conn {
-    fn new(mut ticket: Ticket, transport: Transport) -> Option<(Self, mailbox::Receiver<ConnCmd>)> {
+    fn new(
+        mut ticket: Ticket,
+        transport: Transport,
+        span: Span,
+    ) -> Option<(Self, mailbox::Receiver<ConnCmd>)> {
         let shared = Arc::clone(&ticket.shared);
         let (peer, worker_id) = (ticket.peer, ticket.worker_id);
         let admitted = ticket.admitted.take()?;
         let (cmd_tx, cmd_rx) = ticket.cmds.take()?;
+        let listener = match transport {
+            Transport::WebSocket => Listener::Ws,
+            _ => Listener::Tcp,
+        };
         let mut seed = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
         let context = ConnectionContext {
@@ -127,25 +176,33 @@ impl Conn {
             gateway: Arc::clone(&shared.endpoint),
             worker_id,
         };
-        let session = Session::new(Arc::clone(&shared.core), context, clock::now(), seed);
+        let now = clock::now();
+        let session = Session::new(shared.core(), context, now, seed);
         let session = match transport {
             Transport::WebSocket => {
-                Endpoint::Ws(Box::new(WsSession::new(session, Arc::clone(&shared.ws))))
+                Endpoint::Ws(Box::new(WsSession::new(session, shared.ws_config())))
             }
             _ => Endpoint::Tcp(session),
         };
-        shared.metrics.connection_opened();
+        shared.metrics.connection_opened(listener);
         let conn_id = shared.next_conn_id();
+        span.record("conn", conn_id);
+        let handshake = info_span!(parent: &span, "handshake", result = tracing::field::Empty);
         let conn = Self {
             shared,
             session,
             conn_id,
+            listener,
             admitted: Some(admitted),
             cmd_tx,
             registered: None,
             tunnels: Vec::new(),
             exported: SessionStats::default(),
             closed: None,
+            span,
+            handshake: Some(handshake),
+            connected_at: SystemTime::now(),
+            last_input: now,
         };
         Some((conn, cmd_rx))
     }
@@ -168,15 +225,32 @@ impl Conn {
                 Event::CloseTunnel(id) => {
                     self.drop_tunnel(id);
                 }
-                Event::Closed(reason) => {
-                    self.closed = Some(reason);
-                    self.shared.metrics.closed(reason);
-                    debug!(peer = %self.peer(), reason = reason.as_str(), "session closed");
-                }
+                Event::Closed(reason) => self.on_closed(reason),
                 _ => {}
             }
         }
         self.export_stats();
+    }
+
+    fn on_closed(&mut self, reason: CloseReason) {
+        self.closed = Some(reason);
+        let metrics = &self.shared.metrics;
+        metrics.session_closed_for(reason);
+        if let Some(handshake) = self.handshake.take() {
+            metrics.handshake_failed(reason);
+            handshake.record("result", reason.as_str());
+        }
+        if let Endpoint::Ws(ws) = &self.session {
+            if let Some(refused) = ws.upgrade_error() {
+                metrics.refused(match refused {
+                    UpgradeError::Path => Refusal::WsPath,
+                    UpgradeError::Origin => Refusal::WsOrigin,
+                    _ => Refusal::WsUpgrade,
+                });
+            }
+        }
+        self.span.record("close_reason", reason.as_str());
+        debug!(parent: &self.span, reason = reason.as_str(), "session closed");
     }
 
     fn export_stats(&mut self) {
@@ -199,19 +273,23 @@ impl Conn {
     /// pool evicts.
     fn handshake_progress(&self) {
         if let Some(admitted) = &self.admitted {
-            if self.registered.is_none() {
-                let received = self.session.bytes_received();
-                self.shared
-                    .admission()
-                    .handshake_progress(admitted, received);
-            }
+            let received = self.session.bytes_received();
+            self.shared
+                .admission()
+                .handshake_progress(admitted, received);
         }
     }
 
     fn authenticated(&mut self, identity: Identity) {
         self.finish_handshake();
         let metrics = &self.shared.metrics;
-        metrics.session_opened();
+        metrics.handshake_succeeded();
+        if let Some(handshake) = self.handshake.take() {
+            handshake.record("result", "ok");
+        }
+        self.span.record("uid", identity.uid);
+        self.span.record("sid", identity.sid);
+        self.span.record("color", identity.color.as_str());
         let handle = ConnHandle {
             color: identity.color.clone(),
             sid: identity.sid,
@@ -222,12 +300,12 @@ impl Conn {
             .registry
             .login(identity.uid, self.conn_id, handle)
         {
-            metrics.inc(&metrics.kicks_conflicting_login);
+            metrics.kicked(CloseReason::ConflictingLogin);
         }
         if let Some(gate) = &self.shared.gate {
             gate.login(&self.shared, identity.uid, &identity.color);
         }
-        debug!(peer = %self.peer(), uid = identity.uid, sid = identity.sid, color = %identity.color, "authenticated");
+        debug!(parent: &self.span, "authenticated");
         self.registered = Some(Registered {
             uid: identity.uid,
             color: identity.color,
@@ -235,19 +313,31 @@ impl Conn {
     }
 
     fn open_tunnel(&mut self, open: OpenTunnel) {
-        let id = open.id;
-        let tx = tunnel::spawn(Arc::clone(&self.shared), open, self.cmd_tx.clone());
-        self.tunnels.push((id, tx));
-        self.shared.metrics.tunnel_opened();
+        let span = info_span!(
+            parent: &self.span,
+            "tunnel",
+            kind = %open.kind,
+            oid = open.key.oid,
+            backend = tracing::field::Empty,
+        );
+        let (id, kind, oid) = (open.id, Arc::clone(&open.kind), open.key.oid);
+        let handle = tunnel::spawn(Arc::clone(&self.shared), open, self.cmd_tx.clone(), span);
+        self.tunnels.push(TunnelEntry {
+            id,
+            tx: handle.tx,
+            kind,
+            oid,
+            backend: handle.backend,
+        });
+        self.shared.metrics.tunnel_requested();
     }
 
     /// Forgets a tunnel's handle (dropping the sender ends its request stream). Returns whether
     /// the tunnel was still open here.
     fn drop_tunnel(&mut self, id: TunnelId) -> bool {
-        match self.tunnels.iter().position(|(t, _)| *t == id) {
+        match self.tunnels.iter().position(|t| t.id == id) {
             Some(i) => {
                 self.tunnels.swap_remove(i);
-                self.shared.metrics.tunnel_closed();
                 true
             }
             None => false,
@@ -255,14 +345,12 @@ impl Conn {
     }
 
     fn forward(&mut self, id: TunnelId, message: TunnelMessage) {
-        let Some((_, tx)) = self.tunnels.iter().find(|(t, _)| *t == id) else {
+        let Some(tunnel) = self.tunnels.iter().find(|t| t.id == id) else {
             return;
         };
-        match tx.try_send(message) {
+        match tunnel.tx.try_send(message) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                let metrics = &self.shared.metrics;
-                metrics.inc(&metrics.tunnel_overflow);
                 self.session
                     .session_mut()
                     .close(clock::now(), CloseReason::BackendBackpressure);
@@ -277,22 +365,83 @@ impl Conn {
         let now = clock::now();
         match cmd {
             ConnCmd::Tunnel { id, message } => {
-                self.session.session_mut().handle_tunnel(now, id, message)
+                self.session.session_mut().handle_tunnel(now, id, message);
             }
-            ConnCmd::TunnelClosed { id, failed } => {
-                if self.drop_tunnel(id) && failed {
-                    let metrics = &self.shared.metrics;
-                    metrics.inc(&metrics.tunnel_failures);
-                }
+            ConnCmd::TunnelClosed { id, .. } => {
+                self.drop_tunnel(id);
                 self.session.session_mut().handle_tunnel_closed(now, id);
             }
             ConnCmd::Push(push) => {
                 self.session.session_mut().push(now, &push);
             }
             ConnCmd::Close(reason) => self.session.session_mut().close(now, reason),
-            ConnCmd::Drain => self.session.session_mut().drain(now),
+            ConnCmd::Drain => self
+                .session
+                .session_mut()
+                .drain_with(now, CloseReason::Drained),
+            ConnCmd::Describe(reply) => {
+                let _ = reply.send(self.describe(now));
+            }
         }
         self.process_events();
+    }
+
+    /// The drain started: a session still handshaking closes now (it has nothing to lose); an
+    /// established one waits for its turn (`ConnCmd::Drain`).
+    fn drain_if_handshaking(&mut self) {
+        if self.session.session().state() == SessionState::Handshaking {
+            self.session
+                .session_mut()
+                .drain_with(clock::now(), CloseReason::Drained);
+            self.process_events();
+        }
+    }
+
+    fn describe(&self, now: Time) -> SessionInfo {
+        let session = self.session.session();
+        let stats = session.stats();
+        let (uid, sid, color) = match session.identity() {
+            Some(id) => (id.uid, id.sid, id.color.clone()),
+            None => (0, 0, String::new()),
+        };
+        let connected_at = self
+            .connected_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let connected_for = SystemTime::now()
+            .duration_since(self.connected_at)
+            .map_or(0, |d| d.as_secs());
+        SessionInfo {
+            uid,
+            sid,
+            color,
+            peer: self.peer().to_string(),
+            listener: self.listener.as_str(),
+            worker_id: session.context().worker_id,
+            state: match session.state() {
+                SessionState::Draining => "draining",
+                SessionState::Handshaking => "handshaking",
+                SessionState::Closed => "closed",
+                _ => "established",
+            },
+            connected_at,
+            connected_for_secs: connected_for,
+            idle_secs: now.saturating_since(self.last_input).as_secs(),
+            bytes_in: stats.bytes_in,
+            bytes_out: stats.bytes_out,
+            packets_in: stats.packets_in,
+            packets_out: stats.packets_out,
+            tunnels: self
+                .tunnels
+                .iter()
+                .map(|t| TunnelInfo {
+                    id: t.id.get(),
+                    kind: t.kind.to_string(),
+                    oid: t.oid,
+                    backend: t.backend.get().cloned(),
+                })
+                .collect(),
+        }
     }
 
     fn on_timeout(&mut self) {
@@ -301,7 +450,9 @@ impl Conn {
     }
 
     fn on_read(&mut self, buf: BytesMut) {
-        self.session.handle_buf(clock::now(), buf);
+        let now = clock::now();
+        self.last_input = now;
+        self.session.handle_buf(now, buf);
         self.process_events();
         if self.registered.is_none() && !self.is_closed() {
             self.handshake_progress();
@@ -321,17 +472,14 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         let metrics = &self.shared.metrics;
-        metrics.connection_closed();
+        metrics.connection_closed(self.listener);
         if let Some(Registered { uid, color }) = self.registered.take() {
-            metrics.session_closed();
+            metrics.session_ended();
             if self.shared.registry.logout(uid, self.conn_id).is_some() {
                 if let Some(gate) = &self.shared.gate {
                     gate.logout(&self.shared, uid, &color);
                 }
             }
-        }
-        for _ in self.tunnels.drain(..) {
-            metrics.tunnel_closed();
         }
         if let Some(admitted) = self.admitted.take() {
             // Releases the handshake slot too if the handshake never finished.

@@ -29,12 +29,17 @@ const READ_CHUNK: usize = 4096;
 const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Serves one connection (`transport`: TCP, or WebSocket from its upgrade request on) until
-/// its session ends.
-pub async fn serve(ticket: Ticket, mut stream: TcpStream, transport: Transport) {
+/// its session ends. `early` holds client bytes already read (after a PROXY header). Runs in the
+/// connection's span.
+pub async fn serve(ticket: Ticket, mut stream: TcpStream, transport: Transport, early: BytesMut) {
     let _ = stream.set_nodelay(true);
-    let Some((conn, cmds)) = Conn::new(ticket, transport) else {
+    let span = tracing::Span::current();
+    let Some((mut conn, cmds)) = Conn::new(ticket, transport, span) else {
         return;
     };
+    if !early.is_empty() {
+        conn.on_read(early);
+    }
     let (read, write) = stream.split();
     driver::run(
         conn,
@@ -93,6 +98,22 @@ impl Reader for TcpReader<'_> {
                 return Input::Data(buf);
             }
             // A spurious wake-up: wait again.
+        }
+    }
+
+    async fn linger(&mut self) {
+        let mut scratch = [0u8; 1024];
+        let mut left = READ_BUDGET;
+        while !self.eof && left > 0 {
+            if self.half.readable().await.is_err() {
+                return;
+            }
+            match self.half.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(n) => left = left.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
         }
     }
 }
