@@ -114,7 +114,7 @@ impl Transport {
                 let _ = stream.shutdown().await;
             }
             Self::Ws(mut ws) => {
-                let _ = ws.close(None).await;
+                let _ = WebSocketStream::close(&mut *ws, None).await;
             }
         }
     }
