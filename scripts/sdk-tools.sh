@@ -25,4 +25,5 @@ if ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium
 fi
 
-echo "wasm32-unknown-unknown: installed; $(wasm-bindgen --version); $(chromium --version)"
+# (`chromium --version` starts the browser, which takes seconds: ask dpkg instead.)
+echo "wasm32-unknown-unknown: installed; $(wasm-bindgen --version); chromium $(dpkg-query -W -f='${Version}' chromium 2>/dev/null || echo '(not from dpkg)')"

@@ -28,7 +28,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 protoc --version
 redis-server --version
-etcd --version | head -n 1
+# sed reads to the end: with pipefail, `head` closing early could kill etcd with SIGPIPE (exit 141).
+etcd --version | sed -n 1p
 command -v gcc >/dev/null 2>&1 || { echo "gcc is needed for the C ABI test" >&2; exit 1; }
 
 step "SDK tools (wasm32 target, wasm-bindgen-cli as in Cargo.lock, chromium; only when missing)"
