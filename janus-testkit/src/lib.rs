@@ -221,3 +221,54 @@ impl Drop for BackgroundRig {
         }
     }
 }
+
+/// A TCP proxy in front of an address whose connections can be cut at once, as a phone's
+/// network change cuts them: no logout, no close handshake, just a dead socket.
+#[derive(Debug)]
+pub struct CutProxy {
+    addr: SocketAddr,
+    cut: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CutProxy {
+    /// Listens on a free port and forwards every connection to `target`.
+    pub async fn start(target: SocketAddr) -> anyhow::Result<CutProxy> {
+        let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut cuts = cuts.clone();
+                cuts.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cuts.changed() => {}
+                    }
+                    // Both sockets drop here: the client sees its connection end.
+                });
+            }
+        });
+        Ok(CutProxy { addr, cut, task })
+    }
+
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Cuts every connection open now; later ones are forwarded again.
+    pub fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

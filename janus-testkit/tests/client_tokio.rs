@@ -15,7 +15,7 @@ use janus_client::{
     tokio::{Client, Events},
 };
 use janus_testkit::{
-    Rig, client_cert_seed,
+    CutProxy, Rig, client_cert_seed,
     conformance::{self, ECHO, FAIL, HEARTBEAT_MS, MODULE, PUSH_ME, SEQ, TRANSCRIPT},
     server_cert_key, token,
 };
@@ -223,6 +223,42 @@ async fn reconnects_with_a_fresh_token_after_the_gateway_restarts() {
     assert_eq!(
         client.request(out("closed")).await,
         Err(RequestError::Closed)
+    );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn reconnects_after_the_network_cuts_the_connection() {
+    let rig = Rig::start().await.unwrap();
+    let proxy = CutProxy::start(rig.tcp()).await.unwrap();
+    let (client, mut events) =
+        connect(config(Endpoint::Tcp(proxy.addr().to_string())), 20006).await;
+    assert_eq!(
+        client.request(out("before")).await.unwrap().data.as_ref(),
+        b"before"
+    );
+    let in_flight = client.send(out("push-me")).await.unwrap();
+    proxy.cut();
+    // The request either got its reply before the cut, or ends without one.
+    match in_flight.await {
+        Ok(reply) => assert_eq!(reply.data.as_ref(), b"push-me"),
+        Err(e) => assert_eq!(e, RequestError::ConnectionClosed),
+    }
+    loop {
+        match next(&mut events).await {
+            Event::Disconnected { reason, retry_in } => {
+                assert!(matches!(reason, Disconnect::Transport(_)), "{reason}");
+                assert!(retry_in.is_some());
+                break;
+            }
+            Event::Push(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(matches!(next(&mut events).await, Event::Connected { .. }));
+    assert_eq!(
+        client.request(out("after")).await.unwrap().data.as_ref(),
+        b"after"
     );
     rig.stop().await;
 }
