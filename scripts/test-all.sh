@@ -28,7 +28,12 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 protoc --version
 redis-server --version
-etcd --version | sed -n 1p  # sed reads to the end: no SIGPIPE under pipefail
+# sed reads to the end: with pipefail, `head` closing early could kill etcd with SIGPIPE (exit 141).
+etcd --version | sed -n 1p
+command -v gcc >/dev/null 2>&1 || { echo "gcc is needed for the C ABI test" >&2; exit 1; }
+
+step "SDK tools (wasm32 target, wasm-bindgen-cli as in Cargo.lock, chromium; only when missing)"
+scripts/sdk-tools.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -46,6 +51,14 @@ if cargo tree -p janus-core -e normal,build --prefix none | grep -E "$forbidden"
     exit 1
 fi
 echo "ok: none of tokio, mio, socket2, tonic, redis, etcd-client in janus-core's tree"
+
+step "janus-client's blocking build has no async runtime"
+runtimes='^(tokio|tokio-[a-z-]+|mio|async-std|async-io|smol|futures-executor) '
+if cargo tree -p janus-client --no-default-features --features blocking -e normal,build --prefix none | grep -E "$runtimes"; then
+    echo "janus-client --features blocking must not depend on an async runtime" >&2
+    exit 1
+fi
+echo "ok: no async runtime in janus-client's blocking build"
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
     step "fuzzing (${FUZZ_SECONDS}s per target)"

@@ -10,8 +10,7 @@
     clippy::indexing_slicing
 )]
 
-use janus_core::route::Backend;
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -24,7 +23,7 @@ use janus_core::{
 use janus_proto::{gate::intra::v1::AuthToken, packet::Packet};
 use janus_tokio::{
     demo::{DemoBackend, DemoConfig, DemoHandle},
-    gateway::{Gateway, GatewaySettings, WsSettings},
+    gateway::{Gateway, GatewaySettings},
 };
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -59,41 +58,9 @@ pub fn token(uid: i64, color: &str) -> String {
 }
 
 pub fn settings(backend: SocketAddr) -> GatewaySettings {
-    let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut backends = BTreeMap::new();
-    let spec = vec![Backend {
-        addr: backend.to_string(),
-        weight: 1,
-        color: None,
-    }];
-    backends.insert("player".to_owned(), spec.clone());
-    backends.insert("room".to_owned(), spec);
-    GatewaySettings {
-        core: Arc::new(test_server_config(true)),
-        tcp: Some(local),
-        ws: Some(WsSettings {
-            addr: local,
-            path: "/ws".into(),
-            allowed_origins: Vec::new(),
-        }),
-        http: Some(local),
-        grpc: local,
-        advertise: None,
-        backends,
-        route_ttl: Duration::from_secs(600),
-        admission: Default::default(),
-        shutdown_grace: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(1),
-        balancer: Default::default(),
-        breaker: Default::default(),
-        grpc_timeout: Duration::from_secs(5),
-        http_timeout: Duration::from_secs(5),
-        redis: None,
-        service: "janus.gate.interface".into(),
-        gate_ttl: Duration::from_secs(600),
-        etcd: None,
-        ops: Default::default(),
-    }
+    let mut s = GatewaySettings::local(Arc::new(test_server_config(true)), &backend.to_string());
+    s.connect_timeout = Duration::from_secs(1);
+    s
 }
 
 /// One HTTP/1.1 request to the admin port: the status code and the body.

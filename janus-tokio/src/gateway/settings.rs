@@ -175,6 +175,48 @@ pub fn listen_addr(what: &str, addr: &str) -> anyhow::Result<SocketAddr> {
 }
 
 impl GatewaySettings {
+    /// A gateway on 127.0.0.1, every listener on a free port, the admission limits of a public
+    /// gateway, `backend` serving the player and room kinds: what tests, SDK tests and tools
+    /// start from before changing what they need.
+    pub fn local(core: Arc<ServerConfig>, backend: &str) -> Self {
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        let spec = vec![Backend {
+            addr: backend.to_owned(),
+            weight: 1,
+            color: None,
+        }];
+        let backends = [("player", spec.clone()), ("room", spec)]
+            .into_iter()
+            .map(|(kind, list)| (kind.to_owned(), list))
+            .collect();
+        GatewaySettings {
+            core,
+            tcp: Some(local),
+            ws: Some(WsSettings {
+                addr: local,
+                path: "/ws".into(),
+                allowed_origins: Vec::new(),
+            }),
+            http: Some(local),
+            grpc: local,
+            advertise: None,
+            backends,
+            route_ttl: Duration::from_secs(600),
+            admission: AdmissionConfig::default(),
+            shutdown_grace: Duration::from_secs(5),
+            connect_timeout: CONNECT_TIMEOUT,
+            balancer: Balancer::default(),
+            breaker: BreakerConfig::default(),
+            grpc_timeout: Duration::from_secs(5),
+            http_timeout: Duration::from_secs(5),
+            redis: None,
+            service: "janus.gate.interface".into(),
+            gate_ttl: Duration::from_secs(600),
+            etcd: None,
+            ops: Default::default(),
+        }
+    }
+
     /// [`from_config`](Self::from_config) for a file, remembering it for reloads.
     pub fn from_source(source: ConfigSource) -> anyhow::Result<Self> {
         let mut settings = Self::from_config(&source.config)?;
