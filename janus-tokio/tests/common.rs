@@ -92,6 +92,7 @@ pub fn settings(backend: SocketAddr) -> GatewaySettings {
         service: "janus.gate.interface".into(),
         gate_ttl: Duration::from_secs(600),
         etcd: None,
+        relay: None,
     }
 }
 

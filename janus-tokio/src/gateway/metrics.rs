@@ -8,13 +8,21 @@ use std::{
     sync::atomic::{AtomicI64, AtomicU64, Ordering},
 };
 
-use janus_core::{CloseReason, session::SessionStats};
+use janus_core::{CloseReason, relay::LinkCloseReason, session::SessionStats};
 
 /// The gateway's counters and gauges.
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub connections_tcp: AtomicU64,
     pub connections_ws: AtomicU64,
+    /// Sessions that arrived over relay links (each also counts as a connection).
+    pub connections_relay: AtomicU64,
+    pub relay_links_accepted: AtomicU64,
+    pub relay_links_open: AtomicI64,
+    /// Links refused before authentication, by reason.
+    relay_links_refused: [AtomicU64; LinkCloseReason::ALL.len()],
+    /// Authenticated links that ended, by reason.
+    relay_links_closed: [AtomicU64; LinkCloseReason::ALL.len()],
     pub connections_rejected: AtomicU64,
     pub ws_upgrades_rejected: AtomicU64,
     pub connections_open: AtomicI64,
@@ -61,6 +69,26 @@ impl Metrics {
         if let Some(c) = self.closed.get(reason.index()) {
             inc(c);
         }
+    }
+
+    /// A relay link ended for `reason`; `authenticated` says whether it got that far (a link
+    /// refused before is counted as a refusal).
+    pub fn relay_link_closed(&self, reason: LinkCloseReason, authenticated: bool) {
+        let counters = if authenticated {
+            &self.relay_links_closed
+        } else {
+            &self.relay_links_refused
+        };
+        if let Some(c) = counters.get(reason.index()) {
+            inc(c);
+        }
+    }
+
+    /// Relay links refused for `reason` so far.
+    pub fn relay_links_refused(&self, reason: LinkCloseReason) -> u64 {
+        self.relay_links_refused
+            .get(reason.index())
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Sessions closed for `reason` so far (tests and logs).
@@ -134,8 +162,39 @@ impl Metrics {
             &[
                 ("{transport=\"tcp\"}", get(&self.connections_tcp)),
                 ("{transport=\"ws\"}", get(&self.connections_ws)),
+                ("{transport=\"relay\"}", get(&self.connections_relay)),
             ],
         );
+        counter(
+            &mut out,
+            "janus_relay_links_accepted_total",
+            "Relay links from edges accepted (before authentication).",
+            &[("", get(&self.relay_links_accepted))],
+        );
+        for (name, help, counters) in [
+            (
+                "janus_relay_links_refused_total",
+                "Relay links refused before authentication (wrong key, bad version, garbage), by reason.",
+                &self.relay_links_refused,
+            ),
+            (
+                "janus_relay_links_closed_total",
+                "Authenticated relay links that ended, by reason.",
+                &self.relay_links_closed,
+            ),
+        ] {
+            let samples: Vec<(String, u64)> = LinkCloseReason::ALL
+                .iter()
+                .map(|r| {
+                    (
+                        format!("{{reason=\"{}\"}}", r.as_str()),
+                        counters.get(r.index()).map_or(0, get),
+                    )
+                })
+                .collect();
+            let refs: Vec<(&str, u64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+            counter(&mut out, name, help, &refs);
+        }
         counter(
             &mut out,
             "janus_connections_rejected_total",
@@ -289,6 +348,11 @@ impl Metrics {
                 "janus_tunnels_open",
                 "Backend tunnels open.",
                 gauge(&self.tunnels_open),
+            ),
+            (
+                "janus_relay_links_open",
+                "Relay links from edges open.",
+                gauge(&self.relay_links_open),
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

@@ -22,6 +22,7 @@ pub mod connection;
 #[cfg(feature = "etcd")]
 pub mod discovery;
 pub mod gate;
+pub mod hub;
 pub mod listener;
 pub mod mailbox;
 pub mod metrics;
@@ -53,7 +54,7 @@ use tracing::{info, warn};
 use self::{backends::Backends, metrics::Metrics, registry::Registry};
 pub use self::{
     listener::advertised_endpoint,
-    settings::{EtcdSettings, GatewaySettings, WsSettings},
+    settings::{EtcdSettings, GatewaySettings, RelaySettings, WsSettings},
 };
 use crate::cluster::redis::{BROADCAST_CHANNEL, RedisRouteStore, RedisTables, run_subscriber};
 
@@ -96,6 +97,8 @@ pub struct BoundAddrs {
     pub ws: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub grpc: SocketAddr,
+    /// The relay listener for edges, when this gateway is a hub.
+    pub relay: Option<SocketAddr>,
 }
 
 /// A running gateway.
@@ -193,6 +196,7 @@ impl Gateway {
             ws: None,
             http: None,
             grpc: grpc_addr,
+            relay: None,
         };
         let clients = [
             (settings.tcp, Transport::Tcp),
@@ -207,6 +211,19 @@ impl Gateway {
             }
             let accept =
                 listener::accept_loop(Arc::clone(&shared), listener, transport, drain_rx.clone());
+            tasks.push(tokio::spawn(accept));
+        }
+        if let Some(relay) = &settings.relay {
+            let (listener, bound) = bind("relay", relay.addr).await?;
+            addrs.relay = Some(bound);
+            let mut link = relay.link.clone();
+            link.node = shared.endpoint.to_string();
+            let hub = Arc::new(hub::Hub {
+                config: Arc::new(link),
+                max_links: relay.max_links,
+                links: std::sync::atomic::AtomicUsize::new(0),
+            });
+            let accept = hub::accept_loop(Arc::clone(&shared), hub, listener, drain_rx.clone());
             tasks.push(tokio::spawn(accept));
         }
         if let Some(addr) = settings.http {
@@ -246,7 +263,7 @@ impl Gateway {
             settings.grpc_timeout,
             stop_rx.clone(),
         )));
-        info!(tcp = ?addrs.tcp, ws = ?addrs.ws, http = ?addrs.http, grpc = %addrs.grpc, endpoint = %shared.endpoint, "gateway started");
+        info!(tcp = ?addrs.tcp, ws = ?addrs.ws, relay = ?addrs.relay, http = ?addrs.http, grpc = %addrs.grpc, endpoint = %shared.endpoint, "gateway started");
         #[cfg(feature = "etcd")]
         let registration = match &settings.etcd {
             Some(etcd) => {

@@ -22,6 +22,16 @@ pub struct WsSettings {
     pub allowed_origins: Vec<String>,
 }
 
+/// The relay listener (this gateway is a hub for edges), resolved from `relay`.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    pub addr: SocketAddr,
+    /// The link configuration; its `node` is set to the advertised endpoint at start-up.
+    pub link: janus_core::relay::LinkConfig,
+    /// Relay links at once (`relay.max_links`).
+    pub max_links: usize,
+}
+
 /// Everything the gateway needs, resolved from the config file.
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
@@ -59,6 +69,8 @@ pub struct GatewaySettings {
     /// etcd registration and discovery (needs the `etcd` feature). `None` keeps the backends
     /// static.
     pub etcd: Option<EtcdSettings>,
+    /// The relay listener for edges (`relay`); `None`: no edges.
+    pub relay: Option<RelaySettings>,
 }
 
 /// etcd settings, resolved from the config.
@@ -173,6 +185,14 @@ impl GatewaySettings {
             breaker: config.routes.breaker.into(),
             grpc_timeout: server.grpc.timeout,
             http_timeout: server.http.timeout,
+            relay: match (&config.relay, config.hub_link_config("")?) {
+                (Some(relay), Some(link)) => Some(RelaySettings {
+                    addr: listen_addr("relay.addr", &relay.addr)?,
+                    link,
+                    max_links: relay.max_links,
+                }),
+                _ => None,
+            },
         })
     }
 }

@@ -23,7 +23,10 @@ use tonic::{
 };
 use tracing::{debug, info};
 
-use super::{Shared, command::ConnCmd, mailbox};
+use super::{
+    Shared,
+    command::{ConnCmd, ConnTx},
+};
 
 /// Requests queued per tunnel before the session is closed for flooding it (upstream: 1024,
 /// blocking).
@@ -46,11 +49,7 @@ fn metadata(open: &OpenTunnel) -> MetadataMap {
 
 /// Starts the tunnel task and returns the sender for its requests. The task chooses the backend
 /// first (route table, colour, balancer), then opens the stream.
-pub fn spawn(
-    shared: Arc<Shared>,
-    open: OpenTunnel,
-    conn: mailbox::Sender<ConnCmd>,
-) -> mpsc::Sender<TunnelMessage> {
+pub fn spawn(shared: Arc<Shared>, open: OpenTunnel, conn: ConnTx) -> mpsc::Sender<TunnelMessage> {
     let (tx, rx) = mpsc::channel(TUNNEL_QUEUE);
     match open.layout {
         TunnelLayout::Player => {
@@ -73,7 +72,7 @@ async fn run<Req, Resp>(
     shared: Arc<Shared>,
     open: OpenTunnel,
     rx: mpsc::Receiver<TunnelMessage>,
-    conn: mailbox::Sender<ConnCmd>,
+    conn: ConnTx,
 ) where
     Req: prost::Message + From<TunnelMessage> + Send + 'static,
     Resp: prost::Message + Default + Into<TunnelMessage> + Send + 'static,
@@ -123,7 +122,7 @@ async fn stream<Req, Resp>(
     channel: Channel,
     open: &OpenTunnel,
     rx: mpsc::Receiver<TunnelMessage>,
-    conn: &mailbox::Sender<ConnCmd>,
+    conn: &ConnTx,
     on_open: impl FnOnce(bool),
 ) -> Result<(), tonic::Status>
 where

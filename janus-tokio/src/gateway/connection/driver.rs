@@ -10,7 +10,10 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::{Conn, FLUSH_TIMEOUT};
-use crate::gateway::{command::ConnCmd, mailbox, until_true};
+use crate::gateway::{
+    command::{Addressed, ConnCmd},
+    mailbox, until_true,
+};
 
 /// What a read produced.
 pub(super) enum Input {
@@ -44,8 +47,8 @@ pub(super) trait Writer: Send {
 /// Runs a connection until its session has closed and its last bytes are out (or the flush
 /// deadline passed).
 pub(super) async fn run(
-    mut conn: Conn,
-    mut cmds: mailbox::Receiver<ConnCmd>,
+    mut conn: Conn<Session>,
+    mut cmds: mailbox::Receiver<Addressed>,
     mut reader: impl Reader,
     mut writer: impl Writer,
 ) {
@@ -81,7 +84,7 @@ pub(super) async fn run(
                     break;
                 }
             }
-            Some(cmd) = cmds.recv(), if open => conn.handle_cmd(cmd),
+            Some(addressed) = cmds.recv(), if open => conn.handle_cmd(addressed.cmd),
             () = until_true(&mut drain), if !draining && open => {
                 draining = true;
                 conn.handle_cmd(ConnCmd::Drain);

@@ -1,11 +1,13 @@
-//! One task per client connection, driving a janus-core [`Session`].
+//! One task per client connection, driving a janus-core [`Session`]; and what every session,
+//! local or relayed, needs carried out.
 //!
 //! ```text
-//! listener ─► serve_tcp / serve_ws ─► driver::run(Conn, reader, writer)
+//! listener ─► serve_tcp / serve_ws ─► driver::run(Conn<Session>, reader, writer)
 //!                                       ├─ reader: bytes (TCP) or one frame per message (WS)
 //!                                       ├─ writer: the session's queued bytes, when writable
 //!                                       ├─ ConnCmd: tunnel replies, pushes, kicks, drain
 //!                                       └─ the session's deadline
+//! hub link task ─► Conn<HubSession> per relay session (see `gateway::hub`)
 //! Conn::process_events: Authenticated ─► Registry (+ gate table)
 //!                       OpenTunnel ─► tunnel task (id → request sender)
 //!                       Forward ─► that sender (never waits: full ⇒ backend_backpressure)
@@ -14,8 +16,9 @@
 //!
 //! The task owns the socket and the session and never blocks on anything but them. Everything
 //! that decides what goes on a wire is the session's; [`Conn`] only carries out its events and
-//! keeps `tunnel id → stream handle`. The TCP and WebSocket halves (modules `tcp`, `ws`) are
-//! the only transport-specific code; [`driver`] is shared.
+//! keeps `tunnel id → stream handle`, for any [`SessionCore`]: a local [`Session`] or a hub's
+//! [`HubSession`] standing in for a session on an edge. The TCP and WebSocket halves (modules
+//! `tcp`, `ws`) are the only transport-specific code; [`driver`] is shared.
 
 mod driver;
 mod tcp;
@@ -25,18 +28,26 @@ use std::{net::SocketAddr, sync::Arc};
 
 use bytes::BytesMut;
 use janus_core::{
-    CloseReason,
+    CloseReason, Time,
     handshake::Identity,
     limit::Admitted,
+    relay::HubSession,
     session::{
-        ConnectionContext, Event, OpenTunnel, Session, SessionStats, TunnelId, TunnelMessage,
+        ConnectionContext, Event, OpenTunnel, PushPacket, Session, SessionStats, TunnelId,
+        TunnelMessage,
     },
 };
 use tokio::{sync::mpsc, time::Instant};
 use tracing::debug;
 
 pub use self::{tcp::serve_tcp, ws::serve_ws};
-use super::{Shared, command::ConnCmd, mailbox, registry::ConnHandle, tunnel};
+use super::{
+    Shared,
+    command::{Addressed, ConnCmd, ConnTx},
+    mailbox,
+    registry::ConnHandle,
+    tunnel,
+};
 use crate::clock;
 
 /// Commands queued per connection. Replies wait for room (backpressure onto the backend stream);
@@ -53,13 +64,79 @@ struct Registered {
     color: String,
 }
 
-/// The transport-independent half of a connection.
-struct Conn {
+/// What [`Conn`] needs of a session: the inputs and outputs a local [`Session`] and a relay
+/// [`HubSession`] share.
+pub(crate) trait SessionCore {
+    fn poll_event(&mut self) -> Option<Event>;
+    fn handle_tunnel(&mut self, now: Time, id: TunnelId, message: TunnelMessage);
+    fn handle_tunnel_closed(&mut self, now: Time, id: TunnelId);
+    fn push(&mut self, now: Time, push: &PushPacket);
+    fn close(&mut self, now: Time, reason: CloseReason);
+    fn drain(&mut self, now: Time);
+    fn stats(&self) -> SessionStats;
+    fn peer(&self) -> SocketAddr;
+}
+
+impl SessionCore for Session {
+    fn poll_event(&mut self) -> Option<Event> {
+        Session::poll_event(self)
+    }
+    fn handle_tunnel(&mut self, now: Time, id: TunnelId, message: TunnelMessage) {
+        Session::handle_tunnel(self, now, id, message);
+    }
+    fn handle_tunnel_closed(&mut self, now: Time, id: TunnelId) {
+        Session::handle_tunnel_closed(self, now, id);
+    }
+    fn push(&mut self, now: Time, push: &PushPacket) {
+        Session::push(self, now, push);
+    }
+    fn close(&mut self, now: Time, reason: CloseReason) {
+        Session::close(self, now, reason);
+    }
+    fn drain(&mut self, now: Time) {
+        Session::drain(self, now);
+    }
+    fn stats(&self) -> SessionStats {
+        Session::stats(self)
+    }
+    fn peer(&self) -> SocketAddr {
+        self.context().peer
+    }
+}
+
+impl SessionCore for HubSession {
+    fn poll_event(&mut self) -> Option<Event> {
+        HubSession::poll_event(self)
+    }
+    fn handle_tunnel(&mut self, now: Time, id: TunnelId, message: TunnelMessage) {
+        HubSession::handle_tunnel(self, now, id, message);
+    }
+    fn handle_tunnel_closed(&mut self, now: Time, id: TunnelId) {
+        HubSession::handle_tunnel_closed(self, now, id);
+    }
+    fn push(&mut self, now: Time, push: &PushPacket) {
+        HubSession::push(self, now, push);
+    }
+    fn close(&mut self, now: Time, reason: CloseReason) {
+        HubSession::close(self, now, reason);
+    }
+    /// The hub's drain is the link's (`Drain` to the edge, which moves its sessions).
+    fn drain(&mut self, _now: Time) {}
+    fn stats(&self) -> SessionStats {
+        HubSession::stats(self)
+    }
+    fn peer(&self) -> SocketAddr {
+        self.context().peer
+    }
+}
+
+/// The transport-independent half of a connection: carries out a session's events.
+pub(crate) struct Conn<S> {
     shared: Arc<Shared>,
-    session: Session,
+    pub(crate) session: S,
     conn_id: u64,
     admitted: Option<Admitted>,
-    cmd_tx: mailbox::Sender<ConnCmd>,
+    cmd_tx: ConnTx,
     registered: Option<Registered>,
     /// The session's open tunnels: id → request sender (a handful: a Vec beats a map).
     tunnels: Vec<(TunnelId, mpsc::Sender<TunnelMessage>)>,
@@ -68,14 +145,15 @@ struct Conn {
     closed: Option<CloseReason>,
 }
 
-impl Conn {
-    fn new(
+impl Conn<Session> {
+    /// A direct client connection (TCP or WebSocket) and its mailbox.
+    fn direct(
         shared: Arc<Shared>,
         peer: SocketAddr,
         worker_id: u64,
         admitted: Admitted,
-    ) -> (Self, mailbox::Receiver<ConnCmd>) {
-        let (cmd_tx, cmd_rx) = mailbox::mailbox(CONN_QUEUE);
+    ) -> (Self, mailbox::Receiver<Addressed>) {
+        let (tx, cmd_rx) = mailbox::mailbox(CONN_QUEUE);
         let mut seed = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
         let context = ConnectionContext {
@@ -84,32 +162,54 @@ impl Conn {
             worker_id,
         };
         let session = Session::new(Arc::clone(&shared.core), context, clock::now(), seed);
-        shared.metrics.connection_opened();
-        let conn_id = shared.next_conn_id();
-        let conn = Self {
-            shared,
-            session,
-            conn_id,
-            admitted: Some(admitted),
-            cmd_tx,
-            registered: None,
-            tunnels: Vec::new(),
-            exported: SessionStats::default(),
-            closed: None,
-        };
+        let conn = Self::new(shared, session, Some(admitted), ConnTx::new(tx, 0));
         (conn, cmd_rx)
-    }
-
-    fn peer(&self) -> SocketAddr {
-        self.session.context().peer
     }
 
     fn deadline(&self) -> Option<Instant> {
         self.session.poll_timeout().map(clock::instant_of)
     }
 
+    fn on_timeout(&mut self) {
+        self.session.handle_timeout(clock::now());
+        self.process_events();
+    }
+
+    fn on_read(&mut self, buf: BytesMut) {
+        self.session.handle_buf(clock::now(), buf);
+        self.process_events();
+    }
+}
+
+impl<S: SessionCore> Conn<S> {
+    /// Carries out `session`'s events; commands for it arrive through `cmd_tx`'s mailbox.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        session: S,
+        admitted: Option<Admitted>,
+        cmd_tx: ConnTx,
+    ) -> Self {
+        shared.metrics.connection_opened();
+        let conn_id = shared.next_conn_id();
+        Self {
+            shared,
+            session,
+            conn_id,
+            admitted,
+            cmd_tx,
+            registered: None,
+            tunnels: Vec::new(),
+            exported: SessionStats::default(),
+            closed: None,
+        }
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.session.peer()
+    }
+
     /// Carries out the session's events after an input, and exports what moved.
-    fn process_events(&mut self) {
+    pub(crate) fn process_events(&mut self) {
         while let Some(event) = self.session.poll_event() {
             match event {
                 Event::Authenticated(identity) => self.authenticated(identity),
@@ -129,7 +229,7 @@ impl Conn {
         self.export_stats();
     }
 
-    fn export_stats(&mut self) {
+    pub(crate) fn export_stats(&mut self) {
         let now = self.session.stats();
         self.shared
             .metrics
@@ -208,7 +308,7 @@ impl Conn {
         }
     }
 
-    fn handle_cmd(&mut self, cmd: ConnCmd) {
+    pub(crate) fn handle_cmd(&mut self, cmd: ConnCmd) {
         let now = clock::now();
         match cmd {
             ConnCmd::Tunnel { id, message } => self.session.handle_tunnel(now, id, message),
@@ -228,27 +328,17 @@ impl Conn {
         self.process_events();
     }
 
-    fn on_timeout(&mut self) {
-        self.session.handle_timeout(clock::now());
-        self.process_events();
-    }
-
-    fn on_read(&mut self, buf: BytesMut) {
-        self.session.handle_buf(clock::now(), buf);
-        self.process_events();
-    }
-
-    fn close(&mut self, reason: CloseReason) {
+    pub(crate) fn close(&mut self, reason: CloseReason) {
         self.session.close(clock::now(), reason);
         self.process_events();
     }
 
-    fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.is_some()
     }
 }
 
-impl Drop for Conn {
+impl<S> Drop for Conn<S> {
     fn drop(&mut self) {
         let metrics = &self.shared.metrics;
         metrics.connection_closed();

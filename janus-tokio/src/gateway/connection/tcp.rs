@@ -36,7 +36,7 @@ pub async fn serve_tcp(
     admitted: Admitted,
 ) {
     let _ = stream.set_nodelay(true);
-    let (conn, cmds) = Conn::new(shared, peer, worker_id, admitted);
+    let (conn, cmds) = Conn::direct(shared, peer, worker_id, admitted);
     let (read, write) = stream.split();
     driver::run(
         conn,

@@ -49,7 +49,7 @@ pub async fn serve_ws<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (conn, cmds) = Conn::new(shared, peer, worker_id, admitted);
+    let (conn, cmds) = Conn::direct(shared, peer, worker_id, admitted);
     let (sink, stream) = ws.split();
     // Capacity 1: bytes waiting for a slow client stay in the session, where they count
     // against its outbound budget.
