@@ -59,7 +59,9 @@ impl Sessions<'_> {
                 let metrics = &self.shared.metrics;
                 metrics.inc(&metrics.connections_relay);
                 let tx = ConnTx::new(self.tx.clone(), id);
-                let conn = Conn::new(Arc::clone(self.shared), session, None, tx);
+                let mut conn = Conn::new(Arc::clone(self.shared), session, None, tx);
+                // Authenticated: registry login and gate table, as for a direct connection.
+                conn.process_events();
                 self.conns.insert(id, conn);
                 self.settle(link, id);
             }
