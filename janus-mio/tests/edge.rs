@@ -426,3 +426,89 @@ async fn an_edge_with_a_wrong_key_is_refused_by_the_hub() {
     assert_eq!(hub.sessions(), 0);
     Rig::stop_edge(edge).await;
 }
+
+/// A hub that authenticates and then stops reading: the edge must bound what it queues for it
+/// (per-session credit), close the session that overruns it, and keep serving everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_hub_costs_the_flooding_session_not_the_edge() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hub_stop = std::sync::Arc::clone(&stop);
+    let fake_hub = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut config = support::relay(addr).link;
+        config.node = "slow-hub".into();
+        let mut link =
+            janus_core::relay::Link::new(std::sync::Arc::new(config), common::now(), [4; 32]);
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut buf = vec![0u8; 65536];
+        // Authenticate, then stop reading.
+        while !link.is_established() {
+            if let Some(b) = link.poll_transmit() {
+                stream.write_all(&b).unwrap();
+            }
+            if let Ok(n) = stream.read(&mut buf) {
+                link.handle_bytes(common::now(), &buf[..n]);
+            }
+        }
+        if let Some(b) = link.poll_transmit() {
+            stream.write_all(&b).unwrap();
+        }
+        while !hub_stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let mut settings = support::edge_settings(&[addr], support::EDGE_SEED);
+    // A stalled hub is not a dead one: no heartbeat timeout during the test.
+    settings.link.heartbeat_timeout = Duration::from_secs(30);
+    let edge = support::edge(settings, 1).await;
+    let mut flood = TestClient::tcp(edge.addrs().tcp.unwrap(), 40_081).await;
+    let payload: Vec<u8> = (0..12_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut batch = Vec::new();
+    for _ in 0..300 {
+        flood
+            .session
+            .send(
+                common::now(),
+                Outgoing {
+                    module: 3,
+                    seq: 1,
+                    data: payload.clone().into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        batch.extend_from_slice(&flood.session.poll_transmit().unwrap());
+    }
+    let common::Wire::Tcp(stream) = &mut flood.wire else {
+        unreachable!()
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::io::AsyncWriteExt::write_all(stream, &batch),
+    )
+    .await;
+    let (closed, logout, _) = flood.closed_after().await;
+    assert!(closed);
+    assert_eq!(
+        logout,
+        Some(LogoutCode::Server),
+        "backend_backpressure logs out"
+    );
+    assert_eq!(
+        edge.metrics()
+            .closed_count(CloseReason::BackendBackpressure),
+        1
+    );
+    // The edge still takes new clients.
+    let _other = TestClient::tcp(edge.addrs().tcp.unwrap(), 40_082).await;
+    stop.store(true, Ordering::Relaxed);
+    fake_hub.join().unwrap();
+    Rig::stop_edge(edge).await;
+}
