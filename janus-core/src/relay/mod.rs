@@ -83,6 +83,7 @@ mod flow;
 mod handshake;
 mod hub;
 mod link;
+mod send;
 mod wire;
 
 #[cfg(test)]

@@ -27,6 +27,10 @@ use tungstenite::{
 /// Bytes read from one connection per turn at most, so one busy client cannot starve the rest
 /// of its event loop; the rest is read on the next turn.
 pub const READ_BUDGET: usize = 64 * 1024;
+/// Quiet time after which a session gives back its key schedule and buffers
+/// ([`Session::compact`]): an idle connection then costs a few hundred bytes, and a busy one
+/// never pays the key expansion more than once a second.
+pub const COMPACT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The WebSocket upgrade's checks: the one path, and the allowed origins (empty: any).
 #[derive(Debug, Clone)]
@@ -94,6 +98,8 @@ pub struct Client {
     pub armed: Option<Time>,
     /// Closed: the last bytes must be out by then.
     pub close_by: Option<Time>,
+    /// Quiet until then: the session is compacted (no key schedule, no buffers).
+    pub compact_at: Option<Time>,
     /// Relay credit consumed and not yet returned (returned once the client reads its bytes).
     pub owed: u32,
     pub exported: SessionStats,
@@ -116,6 +122,7 @@ impl Client {
             admitted: Some(admitted),
             armed: None,
             close_by: None,
+            compact_at: None,
             owed: 0,
             exported: SessionStats::default(),
             authenticated: false,
@@ -144,6 +151,12 @@ impl Client {
                         self.session.handle_buf(now, chunk);
                         if total >= READ_BUDGET {
                             break ReadOutcome::More;
+                        }
+                        // A short read took everything the socket had; bytes arriving later
+                        // raise a new edge, so the read that would only say WouldBlock is
+                        // saved (one system call per message).
+                        if n < buf.len() {
+                            break ReadOutcome::Drained;
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break ReadOutcome::Drained,
@@ -244,6 +257,11 @@ impl Client {
             }
             Io::Upgrading(_) => Ok(()),
         }
+    }
+
+    /// Something happened on the session: compact it only after [`COMPACT_AFTER`] of quiet.
+    pub fn touch(&mut self, now: Time) {
+        self.compact_at = Some(now + COMPACT_AFTER);
     }
 
     /// Whether bytes are still waiting for the socket.

@@ -126,6 +126,10 @@ impl Hub {
                     if total >= LINK_READ_BUDGET {
                         return true;
                     }
+                    // A short read drained the socket (see `Client::read`).
+                    if n < buf.len() {
+                        return false;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -98,7 +98,8 @@ pub struct Worker {
     poll: Poll,
     tcp: Option<TcpListener>,
     ws: Option<TcpListener>,
-    clients: Slab<Client>,
+    /// Boxed: a slab grows by doubling, and an empty slot should cost a pointer, not a client.
+    clients: Slab<Box<Client>>,
     hubs: Vec<Hub>,
     timers: BinaryHeap<Reverse<(Time, usize, u64)>>,
     read_buf: Vec<u8>,
@@ -328,7 +329,7 @@ impl Worker {
             Io::Tcp(stream)
         };
         metrics.gauge(&metrics.connections_open, 1);
-        entry.insert(Client::new(io, session, id, admitted));
+        entry.insert(Box::new(Client::new(io, session, id, admitted)));
         self.arm(key, now);
         if self.drain_deadline.is_some() {
             if let Some(c) = self.clients.get_mut(key) {
@@ -351,6 +352,7 @@ impl Worker {
                 client.session.close(now, CloseReason::PeerClosed);
             }
         }
+        client.touch(now);
         if readable && !client.paused {
             let buf = &mut self.read_buf;
             match client.read(now, buf) {
@@ -481,10 +483,14 @@ impl Worker {
         let Some(client) = self.clients.get_mut(key) else {
             return;
         };
-        let due = match (client.session.poll_timeout(), client.close_by) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let due = [
+            client.session.poll_timeout(),
+            client.close_by,
+            client.compact_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let Some(due) = due else { return };
         if client.armed.is_none_or(|armed| due < armed || armed < now) {
             client.armed = Some(due);
@@ -505,6 +511,10 @@ impl Worker {
                 continue;
             }
             client.armed = None;
+            if client.compact_at.is_some_and(|t| t <= now) {
+                client.compact_at = None;
+                client.session.compact();
+            }
             client.session.handle_timeout(now);
             self.mark_dirty(key);
         }

@@ -129,10 +129,13 @@ pub(super) fn rehome(client: &mut Client, hubs: &mut [Hub], now: Time) -> bool {
 }
 
 /// The client of relay session `id`, if it is still here.
-pub(super) fn client_of(clients: &mut slab::Slab<Client>, id: u64) -> Option<(usize, &mut Client)> {
+pub(super) fn client_of(
+    clients: &mut slab::Slab<Box<Client>>,
+    id: u64,
+) -> Option<(usize, &mut Client)> {
     let key = usize::try_from(id & 0xffff_ffff).ok()?;
     let client = clients.get_mut(key)?;
-    (client.id == id).then_some((key, client))
+    (client.id == id).then_some((key, &mut **client))
 }
 
 impl Worker {
@@ -160,6 +163,7 @@ impl Worker {
             } => {
                 let mut release = Some(cost);
                 if let Some((key, client)) = client_of(&mut self.clients, session) {
+                    client.touch(now);
                     client.session.handle_tunnel(now, tunnel, message);
                     if client.session.pending_transmit() > RELEASE_WATERMARK {
                         client.owed = client.owed.saturating_add(cost);
@@ -185,6 +189,7 @@ impl Worker {
             LinkEvent::Push { sessions, packet } => {
                 for session in sessions {
                     if let Some((key, client)) = client_of(&mut self.clients, session) {
+                        client.touch(now);
                         client.session.push(now, &packet);
                         metrics.inc(&metrics.pushes_delivered);
                         self.mark_dirty(key);
