@@ -202,7 +202,14 @@ impl Worker {
                 }
                 if let Some((key, client)) = client_of(&mut self.clients, session) {
                     client.home = None;
-                    client.session.close(now, reason);
+                    if reason == CloseReason::Shutdown {
+                        // A draining hub refused or ended it: move it, do not log it out.
+                        if rehome(client, &mut self.hubs, now) {
+                            metrics.inc(&metrics.sessions_rehomed);
+                        }
+                    } else {
+                        client.session.close(now, reason);
+                    }
                     self.mark_dirty(key);
                 }
             }
