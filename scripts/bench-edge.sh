@@ -8,7 +8,7 @@
 # Everything under test is pinned to core 0 (taskset -c 0), the load generator to core 1.
 #
 #   CLIENTS=1000 DURATION=10s PAYLOAD=64 scripts/bench-edge.sh
-#   IDLE=19500 scripts/bench-edge.sh idle
+#   IDLE=19000 scripts/bench-edge.sh idle     (the fd hard limit here is 20,000 per process)
 #
 # Ports used: 7001-7012, 7100, 8100, 8110, 9100, 17102, 17300-17301 on 127.0.0.1.
 set -euo pipefail
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 CLIENTS="${CLIENTS:-1000}"
 DURATION="${DURATION:-10s}"
 PAYLOAD="${PAYLOAD:-64}"
-IDLE="${IDLE:-19500}"
+IDLE="${IDLE:-19000}"
 BIN=target/release
 OUT="${OUT:-target/bench-edge}"
 mkdir -p "$OUT"
