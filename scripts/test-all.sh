@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
-FUZZ_TARGETS=(frame handshake session proto proxy)
+FUZZ_TARGETS=(frame handshake session proto proxy relay)
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -59,6 +59,16 @@ if cargo tree -p janus-client --no-default-features --features blocking -e norma
     exit 1
 fi
 echo "ok: no async runtime in janus-client's blocking build"
+
+step "the mio edge (janus-mio) has no tokio stack"
+forbidden='^(tokio|tonic|hyper|redis|etcd-client|h2|tower) '
+if cargo tree -p janus-mio -e normal,build --prefix none | grep -E "$forbidden"; then
+    echo "janus-mio must not depend on the crates above" >&2
+    exit 1
+fi
+cargo build -q -p janus-mio --bin janus-edge
+target/debug/janus-edge check-config configs/edge.local.yaml
+echo "ok: no tokio, tonic, hyper, redis, etcd-client in janus-mio's tree; its check-config runs"
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
     step "fuzzing (${FUZZ_SECONDS}s per target)"

@@ -43,6 +43,7 @@ mod duration;
 mod env;
 mod error;
 pub mod keygen;
+mod relay;
 mod schema;
 mod secrets;
 mod validate;
@@ -65,11 +66,13 @@ use serde_yaml::Value;
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
+pub use relay::{parse_relay_private_key, parse_relay_public_key};
 pub use schema::{
     AdmissionLimits, BackendEntry, BalancerName, BreakerSettings, Compress, DEFAULT_DRAIN_WINDOW,
-    Data, Demo, Etcd, GrpcServer, HttpServer, KcpServer, Label, Limits, Log, LogFormat,
-    OidRuleName, RateLimitConfig, Redis, Routes, Secret, Server, SessionLimits, TcpServer, Trace,
-    WsServer,
+    DEFAULT_MAX_LINKS, DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN, Data, Demo, Edge, Etcd,
+    GrpcServer, HttpServer, HubEntry, KcpServer, Label, Limits, LinkLimits, Log, LogFormat,
+    OidRuleName, RateLimitConfig, Redis, Relay, Routes, Secret, Server, SessionLimits, TcpServer,
+    Trace, WsServer,
 };
 pub use secrets::{load_certificate_key, load_client_signing_key};
 
@@ -106,6 +109,10 @@ pub struct Config {
     pub trace: Trace,
     /// etcd discovery and registration; `None` (the default) uses `backends` only.
     pub etcd: Option<Etcd>,
+    /// The relay listener for edges (this gateway is a hub); `None` (the default): none.
+    pub relay: Option<Relay>,
+    /// The edge node's settings (`janus-edge`); ignored by `janus`.
+    pub edge: Option<Edge>,
 }
 
 impl Config {

@@ -1246,3 +1246,59 @@ fn generated_certificates_are_well_formed() {
         x509_cert::time::Time::UtcTime(_)
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// relay and edge
+
+#[test]
+fn the_hub_and_edge_configs_pair_up() {
+    let env = example_env();
+    let hub_text = std::fs::read_to_string(configs_dir().join("hub.local.yaml")).unwrap();
+    let hub = Config::from_yaml(&hub_text, &env).unwrap();
+    hub.validate().unwrap();
+    let hub_link = hub.hub_link_config("127.0.0.1:9100").unwrap().unwrap();
+    let edge_text = std::fs::read_to_string(configs_dir().join("edge.local.yaml")).unwrap();
+    let edge = Config::from_yaml(&edge_text, &env).unwrap();
+    edge.validate_edge().unwrap();
+    let (edge_link, hubs) = edge.edge_link_config().unwrap();
+    assert_eq!(hubs, vec!["127.0.0.1:7100".to_owned()]);
+    assert!(hub_link.peers.contains(&edge_link.key.verifying_key()));
+    assert!(edge_link.peers.contains(&hub_link.key.verifying_key()));
+    // The gateway's own config is not an edge config.
+    assert!(parse(LOCAL_YAML).unwrap().validate_edge().is_err());
+}
+
+#[test]
+fn relay_keys_read_pem_and_base64_and_name_their_key_when_bad() {
+    let pem = dev_file("server.key.pem");
+    let from_pem = crate::parse_relay_private_key("k", &pem).unwrap();
+    let cert = dev_file("server.cert.pem");
+    assert_eq!(
+        crate::parse_relay_public_key("k", &cert).unwrap(),
+        from_pem.verifying_key()
+    );
+    let b64 = "S0tLS0tLS0tLS0tLS0tLS0tLS0tLS0tLS0tLS0tLS0s=";
+    let key = crate::parse_relay_private_key("k", b64).unwrap();
+    assert_eq!(
+        key.verifying_key(),
+        janus_core::crypto::SigningKey::from_seed(&[0x4b; 32]).verifying_key()
+    );
+    let bad =
+        parse("relay:\n  addr: 127.0.0.1:7100\n  private_key: nope\n  edge_keys: [\"AAAA\"]\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+    assert!(bad.contains("relay.private_key"), "{bad}");
+    let bad = parse("relay:\n  private_key: S0tLS0tLS0tLS0tLS0tLS0tLS0tLS0tLS0tLS0tLS0s=\n  link:\n    session_window: 2048\n")
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.contains("relay.edge_keys")
+            && bad.contains("relay.link.session_window")
+            && !bad.contains("relay.link.max_frame_len"),
+        "{bad}"
+    );
+}

@@ -40,6 +40,7 @@ impl Config {
         self.check_backends(&mut p);
         self.check_limits(&mut p);
         self.check_services(&mut p);
+        self.check_relay(&mut p.0);
         let mut problems = p.0;
         match problems.len() {
             0 => Ok(()),

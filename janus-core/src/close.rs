@@ -194,6 +194,11 @@ impl CloseReason {
         }
     }
 
+    /// The reason named `name` ([`as_str`](Self::as_str)), e.g. as a relay link carries it.
+    pub fn from_name(name: &str) -> Option<CloseReason> {
+        Self::ALL.iter().copied().find(|r| r.as_str() == name)
+    }
+
     /// The `SCServerLogout` code sent to the client before closing, if any.
     ///
     /// Upstream closes silently on every failure (spec §2.6), so a client cannot tell a bad token
@@ -316,5 +321,9 @@ mod tests {
         );
         assert_eq!(CloseReason::MalformedFrame.ws_close_code(), 1002);
         assert_eq!(CloseReason::IndexMismatch.ws_close_code(), 1008);
+        for r in CloseReason::ALL {
+            assert_eq!(CloseReason::from_name(r.as_str()), Some(r));
+        }
+        assert_eq!(CloseReason::from_name("nope"), None);
     }
 }

@@ -20,6 +20,7 @@
 //! * [`session`]: one connection's state machine, and [`client`] its client-side twin.
 //! * [`route`]: module → tunnel kind, tunnel keys, backend choice, circuit breaking.
 //! * [`limit`]: admission control, rate limiting, and the list of every limit.
+//! * [`relay`]: the edge ↔ hub link (sans-IO both ends) and the hub's stand-in session.
 //! * [`testing`]: deterministic keys, tokens and a virtual-time client/server [`testing::Pair`].
 //!
 //! The wire format is go-pantheon's, byte for byte (see `spec/wire-protocol.md`), with its
@@ -39,6 +40,7 @@ pub mod handshake;
 pub mod limit;
 pub mod login;
 pub mod proxy;
+pub mod relay;
 pub mod replay;
 pub mod route;
 pub mod session;

@@ -77,3 +77,12 @@ pub mod broadcaster {
         }
     }
 }
+
+/// `janus.relay.v1`: the edge ↔ hub relay link (Janus's own protocol, see `janus_core::relay`).
+pub mod janus {
+    pub mod relay {
+        pub mod v1 {
+            include!("gen/janus.relay.v1.rs");
+        }
+    }
+}

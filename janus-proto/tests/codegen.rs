@@ -21,6 +21,7 @@ const PROTO_FILES: &[&str] = &[
     "player/intra/v1/tunnel.proto",
     "room/intra/v1/tunnel.proto",
     "broadcaster/service/push/v1/push.proto",
+    "janus/relay/v1/relay.proto",
 ];
 
 /// Packages whose services get tonic code (behind the `grpc` feature), and the Rust path of each

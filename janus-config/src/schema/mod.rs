@@ -6,6 +6,7 @@
 //! error naming it, never a silently ignored setting.
 
 mod limits;
+mod relay;
 mod routes;
 
 use std::{collections::BTreeMap, fmt, time::Duration};
@@ -18,6 +19,10 @@ use serde::{Deserialize, Serialize};
 
 pub use self::{
     limits::{AdmissionLimits, DEFAULT_DRAIN_WINDOW, Limits, RateLimitConfig, SessionLimits},
+    relay::{
+        DEFAULT_MAX_LINKS, DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN, Edge, HubEntry,
+        LinkLimits, Relay,
+    },
     routes::{BackendEntry, BalancerName, BreakerSettings, OidRuleName, Routes},
 };
 use super::de::{duration, scalar, ser_duration, ser_secret};
@@ -470,6 +475,6 @@ impl fmt::Debug for Etcd {
     }
 }
 
-fn redacted(secret: &str) -> &'static str {
+pub(crate) fn redacted(secret: &str) -> &'static str {
     if secret.is_empty() { "" } else { "<redacted>" }
 }

@@ -40,6 +40,12 @@ impl TunnelId {
     pub const fn get(self) -> u64 {
         self.0
     }
+
+    /// The tunnel a relay message numbers `n` (the edge session's own numbering, carried
+    /// across the link; test harnesses that play the edge use it too).
+    pub const fn from_relay(n: u64) -> Self {
+        Self(n)
+    }
 }
 
 /// Which message types a tunnel carries (spec §4.4): player-like kinds use

@@ -20,8 +20,8 @@ impl Session {
         let State::Established(link) = state else {
             return;
         };
-        let plaintext = match &link.sealer {
-            Some(sealer) => match sealer.cipher.open(body) {
+        let plaintext = match &mut link.sealer {
+            Some(sealer) => match sealer.cipher().open(body) {
                 Ok(text) => text,
                 Err(_) => return self.close(now, CloseReason::DecryptFailed),
             },

@@ -6,7 +6,7 @@ use janus_proto::packet::Packet;
 
 use crate::{
     codec,
-    crypto::{NonceSequence, PacketCipher},
+    crypto::{NonceSequence, PacketCipher, SharedKey},
     frame::{self, HEADER_LEN},
 };
 
@@ -17,8 +17,34 @@ const IDLE_BUFFER_CAP: usize = 4096;
 /// The session key with the nonces this side seals under it.
 #[derive(Debug)]
 pub(super) struct Sealer {
-    pub cipher: PacketCipher,
+    /// The 32-byte session key.
+    key: SharedKey,
+    /// Its expanded AES and GHASH key schedule: most of an idle session's memory, so
+    /// [`compact`](Self::compact) drops it and the next packet rebuilds it from `key`.
+    expanded: Option<Box<PacketCipher>>,
     pub nonces: NonceSequence,
+}
+
+impl Sealer {
+    pub fn new(key: &SharedKey, nonces: NonceSequence) -> Self {
+        Self {
+            key: key.clone(),
+            expanded: Some(Box::new(PacketCipher::new(key))),
+            nonces,
+        }
+    }
+
+    /// The cipher, expanded again if it was compacted.
+    pub fn cipher(&mut self) -> &PacketCipher {
+        let key = &self.key;
+        self.expanded
+            .get_or_insert_with(|| Box::new(PacketCipher::new(key)))
+    }
+
+    /// Drops the expanded key schedule (rebuilt on the next use).
+    pub fn compact(&mut self) {
+        self.expanded = None;
+    }
 }
 
 /// Frames waiting for the client, and what has gone out so far.
@@ -49,7 +75,7 @@ impl Outbound {
             Some(sealer) => {
                 let nonce = sealer.nonces.next_nonce();
                 sealer
-                    .cipher
+                    .cipher()
                     .seal_with(nonce, len, &mut self.buf, |tx| {
                         codec::encode_packet(packet, tx);
                     })
@@ -77,7 +103,7 @@ impl Outbound {
             Some(sealer) => {
                 let nonce = sealer.nonces.next_nonce();
                 sealer
-                    .cipher
+                    .cipher()
                     .seal_bytes(nonce, packet, &mut self.buf)
                     .is_ok()
             }
@@ -87,6 +113,13 @@ impl Outbound {
             self.packets += 1;
         }
         written
+    }
+
+    /// Frees the buffer if nothing is queued in it.
+    pub fn compact(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
     }
 
     /// Drops everything queued (a client that does not read will not read it).

@@ -118,4 +118,21 @@ impl PushPacket {
     pub fn is_compressed(&self) -> bool {
         self.compressed
     }
+
+    /// The serialized `Packet`, owned (to carry it on a relay link).
+    pub fn into_bytes(self) -> Bytes {
+        self.packet
+    }
+
+    /// Whether `other` is this very encoding (the same buffer), as a broadcast hands one
+    /// packet to every session: a relay link then carries it once for all of them.
+    pub fn same_encoding(&self, other: &PushPacket) -> bool {
+        self.packet.as_ptr() == other.packet.as_ptr() && self.packet.len() == other.packet.len()
+    }
+
+    /// A push a hub encoded by [`encode`](Self::encode) and relayed to an edge (an authenticated
+    /// peer applying the same rule for the same clients).
+    pub(crate) fn from_relay(packet: Bytes, compressed: bool) -> Self {
+        Self { packet, compressed }
+    }
 }

@@ -1149,3 +1149,39 @@ fn pending_requests_stay_bounded_when_a_backend_never_answers() {
         "the newest four"
     );
 }
+
+#[test]
+fn a_compacted_session_carries_on_as_if_nothing_happened() {
+    let mut p = pair();
+    p.take_server_events();
+    send(&mut p, 3, 1, UID, b"before");
+    let events = p.take_server_events();
+    let Event::OpenTunnel(open) = &events[0] else {
+        panic!("{events:?}")
+    };
+    let id = open.id;
+    // Idle: the key schedule and the buffers go; the next packets both ways rebuild them.
+    p.server.compact();
+    assert_eq!(p.server.pending_transmit(), 0);
+    let index = send(&mut p, 3, 1, UID, b"after");
+    assert!(
+        matches!(&p.take_server_events()[..], [Event::Forward { message, .. }] if &message.data[..] == b"after" && message.index == index)
+    );
+    p.server.compact();
+    p.server.handle_tunnel(
+        p.now,
+        id,
+        TunnelMessage {
+            data: Bytes::from_static(b"reply"),
+            obj: UID,
+            module: 3,
+            seq: 1,
+            index,
+            ..Default::default()
+        },
+    );
+    p.drive();
+    let got = packets(p.take_client_events());
+    assert_eq!(got.len(), 1);
+    assert_eq!((&got[0].data[..], got[0].index), (&b"reply"[..], index));
+}

@@ -96,6 +96,10 @@ pub struct BenchArgs {
     /// Runtime worker threads [default: one per core].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Do not benchmark: serve TCP echo on ADDR (the backend behind a TCP proxy for
+    /// `--mode frames`), until killed.
+    #[arg(long, value_name = "ADDR")]
+    pub echo_server: Option<String>,
 }
 
 impl BenchArgs {

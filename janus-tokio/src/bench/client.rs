@@ -189,6 +189,7 @@ pub(crate) async fn run_client(
         Mode::Handshake => handshake_storm(&shared, index, &mut stats).await,
         Mode::Echo => echo_client(&shared, index, &mut stats).await,
         Mode::Idle => idle_client(&shared, index, &mut stats).await,
+        Mode::Frames => frames_client(&shared, &mut stats).await,
     }
     stats
 }
@@ -270,6 +271,120 @@ async fn idle_client(shared: &Shared, index: u32, stats: &mut ClientStats) {
             conn.link.close().await;
         }
         Err(failure) => shared.failed(stats, failure),
+    }
+}
+
+/// Plain frames over one connection (no handshake, no encryption), each expected back as it
+/// was sent; latency from when a frame was due to when its echo arrived.
+async fn frames_client(shared: &Shared, stats: &mut ClientStats) {
+    let started = Instant::now();
+    let deadline = (started + shared.timeout).min(shared.drain_end);
+    let mut link = match Link::connect(&shared.endpoint, deadline).await {
+        Ok(link) => link,
+        Err(failure) => return shared.failed(stats, failure),
+    };
+    let _open = ConnectionGauge::up(&shared.live.connections);
+    // A connection is this mode's handshake.
+    stats
+        .handshake_us
+        .saturating_record(micros(started.elapsed()));
+    Live::add(&shared.live.handshakes, 1);
+    let mut one = BytesMut::new();
+    let body = if shared.payload.is_empty() {
+        Bytes::from_static(&[0])
+    } else {
+        shared.payload.clone()
+    };
+    if janus_core::frame::encode(&body, &mut one).is_err() {
+        return;
+    }
+    let one = one.freeze();
+    let mut rx = BytesMut::new();
+    let mut inflight: VecDeque<Instant> = VecDeque::new();
+    let mut next_due = Instant::now();
+    loop {
+        let now = Instant::now();
+        let sending = now < shared.deadline;
+        if sending {
+            let mut out = BytesMut::new();
+            match shared.interval {
+                None if inflight.is_empty() => {
+                    out.extend_from_slice(&one);
+                    inflight.push_back(now);
+                }
+                None => {}
+                Some(interval) => {
+                    let mut burst = 0;
+                    while next_due <= now && burst < MAX_BURST {
+                        out.extend_from_slice(&one);
+                        inflight.push_back(next_due);
+                        next_due += interval;
+                        burst += 1;
+                    }
+                }
+            }
+            if !out.is_empty() {
+                let frames = (out.len() / one.len()) as u64;
+                if let Err(failure) = link
+                    .write(out.freeze(), &shared.live, now + shared.timeout)
+                    .await
+                {
+                    stats.count_n(Failure::RequestLost, inflight.len() as u64);
+                    return shared.failed(stats, failure);
+                }
+                Live::add(&shared.live.requests, frames);
+            }
+        }
+        if !sending && (inflight.is_empty() || now >= shared.drain_end) {
+            break;
+        }
+        let mut wake = if sending {
+            shared.deadline
+        } else {
+            shared.drain_end
+        };
+        if sending && shared.interval.is_some() {
+            wake = wake.min(next_due);
+        }
+        let read = tokio::select! {
+            read = link.read_into(&mut rx, &shared.live) => Some(read),
+            () = sleep_until(wake) => None,
+        };
+        match read {
+            None | Some(Ok(true)) => {}
+            Some(Ok(false)) => {
+                shared.failed(stats, Failure::ClosedByServer);
+                break;
+            }
+            Some(Err(failure)) => {
+                shared.failed(stats, failure);
+                break;
+            }
+        }
+        while let Some(len) = janus_core::frame::frame_len(&rx) {
+            bytes::Buf::advance(&mut rx, len);
+            if let Some(due) = inflight.pop_front() {
+                stats.request_us.saturating_record(micros(due.elapsed()));
+                Live::add(&shared.live.replies, 1);
+            }
+        }
+    }
+    stats.unanswered += inflight.len() as u64;
+    link.close().await;
+}
+
+/// A TCP echo server (every byte back as it came, so every frame comes back whole): the backend
+/// behind HAProxy when the bench measures a plain TCP proxy (`janus-bench --echo-server ADDR`).
+pub async fn echo_server(addr: String) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    eprintln!("janus-bench: echo server on {}", listener.local_addr()?);
+    loop {
+        let (mut stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let (mut rd, mut wr) = stream.split();
+            let _ = tokio::io::copy(&mut rd, &mut wr).await;
+        });
     }
 }
 

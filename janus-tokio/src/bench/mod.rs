@@ -45,6 +45,7 @@ use anyhow::Context as _;
 use tokio::{task::JoinSet, time::Instant};
 
 pub use cli::{BenchArgs, parse_duration};
+pub use client::echo_server;
 pub use options::{BenchOptions, Mode, Target};
 pub use report::{BenchReport, GatewayMemory, Latency, Parameters};
 

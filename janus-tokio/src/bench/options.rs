@@ -40,6 +40,10 @@ pub enum Mode {
     /// Connect once, handshake, then stay silent until the run ends: how much an idle
     /// authenticated connection costs the gateway (with `metrics_url`).
     Idle,
+    /// Plain length-prefixed frames of `payload` bytes, no handshake and no encryption,
+    /// expected back unchanged: the same traffic shape through a TCP proxy (HAProxy) in front of
+    /// an echo server (`janus-bench --echo-server`), the reference the edge is measured against.
+    Frames,
 }
 
 /// Where to connect.

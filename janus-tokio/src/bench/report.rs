@@ -202,6 +202,11 @@ impl fmt::Display for BenchReport {
             ),
             Mode::Echo => format!("echo, closed loop, {} B payload", p.payload),
             Mode::Idle => "idle connections".to_owned(),
+            Mode::Frames if p.rate > 0.0 => format!(
+                "plain frames, open loop at {} msg/s per client, {} B payload",
+                p.rate, p.payload
+            ),
+            Mode::Frames => format!("plain frames, closed loop, {} B payload", p.payload),
         };
         let security = match (p.encrypted, p.server_verified) {
             (false, _) => "unencrypted",

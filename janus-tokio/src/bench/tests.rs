@@ -460,3 +460,21 @@ async fn serve_for_manual_runs() {
     eprintln!("serving tcp://{tcp} and ws://{ws}/ws for {secs} s");
     tokio::time::sleep(Duration::from_secs(secs)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_frames_against_the_echo_server() {
+    let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    tokio::spawn(super::echo_server(addr.to_string()));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut opts = options(addr, false, Mode::Frames);
+    opts.duration = Duration::from_millis(500);
+    let report = run(opts).await.unwrap();
+    assert!(report.errors.is_empty(), "{report}");
+    assert_eq!(report.handshakes, 4, "{report}");
+    assert!(report.replies > 100, "{report}");
+    assert_eq!(report.requests, report.replies, "{report}");
+    assert_sane_latency(&report);
+    assert!(report.to_string().contains("plain frames"), "{report}");
+}

@@ -3,6 +3,8 @@
 //! ```sh
 //! janus-bench --addr 127.0.0.1:7001 --clients 100 --duration 10s --mode echo
 //! janus-bench --ws ws://127.0.0.1:7002/ws --clients 50 --mode handshake --json out.json
+//! janus-bench --echo-server 127.0.0.1:17200          # echo backend for --mode frames via a proxy
+//! janus-bench --addr 127.0.0.1:17201 --mode frames   # plain frames through that proxy
 //! ```
 //!
 //! Prints the report as a table on stdout (notes and the progress bar go to stderr). Exit status:
@@ -26,6 +28,13 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(addr) = &args.echo_server {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(bench::echo_server(addr.clone()))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let (mut opts, notes) = args.to_options()?;
     opts.progress = !args.quiet && std::io::stderr().is_terminal();
     for note in notes {

@@ -64,3 +64,56 @@ pub struct TunnelInfo {
     /// The backend it was placed on; `None` while it is being chosen.
     pub backend: Option<String>,
 }
+
+/// A command on its way to a connection task: `session` names the relay session when the task
+/// is a hub's link task, which carries many (0 for a direct connection).
+#[derive(Debug)]
+pub struct Addressed {
+    pub session: u64,
+    pub cmd: ConnCmd,
+}
+
+/// How the registry, tunnels and pushes reach one session: its task's mailbox, and the session's
+/// id within that task.
+#[derive(Debug, Clone)]
+pub struct ConnTx {
+    tx: super::mailbox::Sender<Addressed>,
+    session: u64,
+}
+
+impl ConnTx {
+    /// Session `session` of the task behind `tx`.
+    pub fn new(tx: super::mailbox::Sender<Addressed>, session: u64) -> Self {
+        Self { tx, session }
+    }
+
+    /// Queues `cmd` if there is room, without waiting.
+    pub fn try_send(&self, cmd: ConnCmd) -> Result<(), super::mailbox::TrySendError<ConnCmd>> {
+        use super::mailbox::TrySendError;
+        self.tx
+            .try_send(Addressed {
+                session: self.session,
+                cmd,
+            })
+            .map_err(|e| match e {
+                TrySendError::Full(a) => TrySendError::Full(a.cmd),
+                TrySendError::Closed(a) => TrySendError::Closed(a.cmd),
+            })
+    }
+
+    /// Queues `cmd`, waiting for room; hands it back if the task is gone.
+    pub async fn send(&self, cmd: ConnCmd) -> Result<(), ConnCmd> {
+        self.tx
+            .send(Addressed {
+                session: self.session,
+                cmd,
+            })
+            .await
+            .map_err(|a| a.cmd)
+    }
+
+    /// Resolves once the task is gone.
+    pub async fn closed(&self) {
+        self.tx.closed().await;
+    }
+}

@@ -89,7 +89,7 @@ pub(super) async fn accept_loop(
 }
 
 /// Resolves once the drain has started (or the gateway is gone).
-async fn until_draining(phase: &mut watch::Receiver<DrainPhase>) {
+pub(crate) async fn until_draining(phase: &mut watch::Receiver<DrainPhase>) {
     let _ = phase.wait_for(|p| *p != DrainPhase::Serving).await.is_ok();
 }
 

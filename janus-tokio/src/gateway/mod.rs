@@ -26,6 +26,7 @@ pub mod connection;
 pub mod discovery;
 pub mod drain;
 pub mod gate;
+pub mod hub;
 pub mod listener;
 pub mod mailbox;
 pub mod metrics;
@@ -41,7 +42,7 @@ use std::{
     net::SocketAddr,
     sync::{
         Arc, Mutex, MutexGuard, RwLock,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -72,7 +73,9 @@ use self::{
 pub use self::{
     listener::advertised_endpoint,
     reload::{ReloadError, ReloadReport},
-    settings::{ConfigSource, EtcdSettings, GatewaySettings, OpsSettings, WsSettings},
+    settings::{
+        ConfigSource, EtcdSettings, GatewaySettings, OpsSettings, RelaySettings, WsSettings,
+    },
 };
 use crate::cluster::redis::{BROADCAST_CHANNEL, RedisRouteStore, RedisTables, run_subscriber};
 
@@ -115,7 +118,7 @@ pub struct Shared {
     pub gate: Option<Arc<gate::GateTable>>,
     admission: Mutex<Admission>,
     /// Connections still handshaking, by admission id: how a full pool evicts one.
-    handshakes: Mutex<HashMap<u64, mailbox::Sender<command::ConnCmd>>>,
+    handshakes: Mutex<HashMap<u64, command::ConnTx>>,
     /// PROXY headers being read at once (bounded like handshakes).
     proxy_slots: Arc<tokio::sync::Semaphore>,
     /// The advertised gRPC endpoint: the gateway's identity in referers and route tables.
@@ -145,7 +148,7 @@ impl Shared {
     }
 
     /// Connection `id` (its admission id) is handshaking and reachable through `tx`.
-    fn handshake_started(&self, id: u64, tx: mailbox::Sender<command::ConnCmd>) {
+    fn handshake_started(&self, id: u64, tx: command::ConnTx) {
         lock(&self.handshakes).insert(id, tx);
     }
 
@@ -214,6 +217,8 @@ pub struct BoundAddrs {
     pub ws: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub grpc: SocketAddr,
+    /// The relay listener for edges, when this gateway is a hub.
+    pub relay: Option<SocketAddr>,
 }
 
 /// A running gateway.
@@ -346,6 +351,7 @@ impl Gateway {
                 proxy_protocol: [
                     AtomicBool::new(ops.proxy_protocol_tcp),
                     AtomicBool::new(ops.proxy_protocol_ws),
+                    AtomicBool::new(false),
                 ],
                 source: Mutex::new(ops.source.clone()),
                 started: ops.source.as_ref().map(|s| s.config.clone()),
@@ -365,6 +371,7 @@ impl Gateway {
             ws: None,
             http: None,
             grpc: grpc_addr,
+            relay: None,
         };
         let clients = [
             (settings.tcp, Transport::Tcp),
@@ -379,6 +386,25 @@ impl Gateway {
             }
             let accept =
                 listener::accept_loop(Arc::clone(&shared), listener, transport, phase_rx.clone());
+            tasks.push(tokio::spawn(accept));
+        }
+        if let Some(relay) = &settings.relay {
+            let (listener, bound) = bind("relay", relay.addr).await?;
+            addrs.relay = Some(bound);
+            let mut link = relay.link.clone();
+            // Edges know their hub by its gateway identity.
+            link.node = shared.endpoint.to_string();
+            let hub = Arc::new(hub::Hub {
+                config: Arc::new(link),
+                max_links: relay.max_links,
+                links: AtomicUsize::new(0),
+            });
+            shared
+                .metrics
+                .relay
+                .configured
+                .store(true, Ordering::Relaxed);
+            let accept = hub::accept_loop(Arc::clone(&shared), hub, listener, phase_rx.clone());
             tasks.push(tokio::spawn(accept));
         }
         if let Some(addr) = settings.http {
@@ -422,7 +448,7 @@ impl Gateway {
             settings.grpc_timeout,
             stop_rx.clone(),
         )));
-        info!(tcp = ?addrs.tcp, ws = ?addrs.ws, http = ?addrs.http, grpc = %addrs.grpc, endpoint = %shared.endpoint, "gateway started");
+        info!(tcp = ?addrs.tcp, ws = ?addrs.ws, relay = ?addrs.relay, http = ?addrs.http, grpc = %addrs.grpc, endpoint = %shared.endpoint, "gateway started");
         #[cfg(feature = "etcd")]
         if let Some(etcd) = &settings.etcd {
             let ws_path = ws.map_or("/ws", |w| w.path.as_str());

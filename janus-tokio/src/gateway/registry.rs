@@ -11,8 +11,8 @@ use janus_core::{
 };
 
 use super::{
-    command::ConnCmd,
-    mailbox::{self, TrySendError},
+    command::{ConnCmd, ConnTx},
+    mailbox::TrySendError,
 };
 
 /// How to reach one connection.
@@ -20,7 +20,7 @@ use super::{
 pub struct ConnHandle {
     pub color: String,
     pub sid: i64,
-    pub tx: mailbox::Sender<ConnCmd>,
+    pub tx: ConnTx,
 }
 
 /// What became of a command offered to a connection.

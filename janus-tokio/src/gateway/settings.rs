@@ -103,6 +103,16 @@ pub struct WsSettings {
     pub allowed_origins: Vec<String>,
 }
 
+/// The relay listener (this gateway is a hub for janus-mio edges), resolved from `relay`.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    pub addr: SocketAddr,
+    /// The link configuration; its `node` is set to the advertised endpoint at start-up.
+    pub link: janus_core::relay::LinkConfig,
+    /// Relay links at once (`relay.max_links`).
+    pub max_links: usize,
+}
+
 /// Everything the gateway needs, resolved from the config file.
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
@@ -142,6 +152,8 @@ pub struct GatewaySettings {
     pub etcd: Option<EtcdSettings>,
     /// Admin API, drain, PROXY protocol, reloads.
     pub ops: OpsSettings,
+    /// The relay listener for edges (`relay`); `None`: no edges.
+    pub relay: Option<RelaySettings>,
 }
 
 /// etcd settings, resolved from the config.
@@ -214,6 +226,7 @@ impl GatewaySettings {
             gate_ttl: Duration::from_secs(600),
             etcd: None,
             ops: Default::default(),
+            relay: None,
         }
     }
 
@@ -312,6 +325,14 @@ impl GatewaySettings {
                 proxy_protocol_tcp: server.tcp.as_ref().is_some_and(|t| t.proxy_protocol),
                 proxy_protocol_ws: server.ws.as_ref().is_some_and(|w| w.proxy_protocol),
                 telemetry: None,
+            },
+            relay: match (&config.relay, config.hub_link_config("")?) {
+                (Some(relay), Some(link)) => Some(RelaySettings {
+                    addr: listen_addr("relay.addr", &relay.addr)?,
+                    link,
+                    max_links: relay.max_links,
+                }),
+                _ => None,
             },
         })
     }

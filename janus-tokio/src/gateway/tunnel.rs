@@ -30,8 +30,7 @@ use tracing::{Instrument as _, Span, debug, info};
 use super::{
     Shared,
     backends::PickError,
-    command::ConnCmd,
-    mailbox,
+    command::{ConnCmd, ConnTx},
     metrics::{BackendCounters, Histogram, RedisOp, TunnelFailure},
 };
 
@@ -93,12 +92,7 @@ impl InFlight {
 
 /// Starts the tunnel task (inside `span`) and returns its handle. The task chooses the backend
 /// first (route table, colour, balancer), then opens the stream.
-pub fn spawn(
-    shared: Arc<Shared>,
-    open: OpenTunnel,
-    conn: mailbox::Sender<ConnCmd>,
-    span: Span,
-) -> TunnelHandle {
+pub fn spawn(shared: Arc<Shared>, open: OpenTunnel, conn: ConnTx, span: Span) -> TunnelHandle {
     let (tx, rx) = mpsc::channel(TUNNEL_QUEUE);
     let backend = Arc::new(OnceLock::new());
     let placed = Arc::clone(&backend);
@@ -138,7 +132,7 @@ async fn run<Req, Resp>(
     shared: Arc<Shared>,
     open: OpenTunnel,
     rx: mpsc::Receiver<TunnelMessage>,
-    conn: mailbox::Sender<ConnCmd>,
+    conn: ConnTx,
     placed: Arc<OnceLock<String>>,
     span: Span,
 ) where
@@ -206,7 +200,7 @@ async fn run<Req, Resp>(
 
 /// What a stream reports to.
 struct Io<'a> {
-    conn: &'a mailbox::Sender<ConnCmd>,
+    conn: &'a ConnTx,
     counters: &'a Arc<BackendCounters>,
     latency: &'a Arc<Histogram>,
     span: &'a Span,

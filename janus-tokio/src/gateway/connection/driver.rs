@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::{Conn, FLUSH_TIMEOUT, endpoint::Endpoint};
-use crate::gateway::{command::ConnCmd, drain::DrainPhase, mailbox};
+use crate::gateway::{command::Addressed, drain::DrainPhase, mailbox};
 
 /// What a read produced.
 pub(super) enum Input {
@@ -48,8 +48,8 @@ pub(super) trait Writer: Send {
 /// Runs a connection until its session has closed and its last bytes are out (or the flush
 /// deadline passed).
 pub(super) async fn run(
-    mut conn: Conn,
-    mut cmds: mailbox::Receiver<ConnCmd>,
+    mut conn: Conn<Endpoint>,
+    mut cmds: mailbox::Receiver<Addressed>,
     mut reader: impl Reader,
     mut writer: impl Writer,
 ) {
@@ -83,7 +83,7 @@ pub(super) async fn run(
                     break;
                 }
             }
-            Some(cmd) = cmds.recv(), if open => conn.handle_cmd(cmd),
+            Some(addressed) = cmds.recv(), if open => conn.handle_cmd(addressed.cmd),
             changed = phase.changed(), if watching && open => {
                 let now = if changed.is_ok() { *phase.borrow_and_update() } else { DrainPhase::Cut };
                 match now {

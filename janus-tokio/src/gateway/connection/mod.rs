@@ -6,6 +6,7 @@
 //!                                       ├─ writer: the session's queued bytes, when writable
 //!                                       ├─ ConnCmd: tunnel replies, pushes, kicks, drain
 //!                                       └─ the session's deadline
+//! hub link task ─► Conn<HubSession> per relay session (see `gateway::hub`)
 //! Conn::process_events: Authenticated ─► Registry (+ gate table), metrics, span fields
 //!                       OpenTunnel ─► tunnel task (id → request sender)
 //!                       Forward ─► that sender (never waits: full ⇒ backend_backpressure)
@@ -15,8 +16,10 @@
 //! The task owns the socket and the session and never blocks on anything but them. Everything
 //! that decides what goes on a wire is janus-core's (the session, and for WebSocket its `ws`
 //! layer, upgrade included); [`Conn`] only carries out the session's events and keeps
-//! `tunnel id → stream handle`. Both transports are plain sockets to this module: one driver,
-//! one pair of IO halves (`tcp`), and an [`Endpoint`] that is a session or a WebSocket session.
+//! `tunnel id → stream handle`, for any [`SessionCore`]: an [`Endpoint`] (a client's session over
+//! TCP, or behind the WebSocket layer) or a hub's [`HubSession`] standing in for a session held
+//! by an edge. Both client transports are plain sockets to this module: one driver, one pair of
+//! IO halves (`tcp`).
 
 mod driver;
 mod endpoint;
@@ -33,9 +36,10 @@ use janus_core::{
     CloseReason, Time,
     handshake::Identity,
     limit::Admitted,
+    relay::HubSession,
     session::{
-        ConnectionContext, Event, OpenTunnel, Session, SessionState, SessionStats, Transport,
-        TunnelId, TunnelMessage,
+        ConnectionContext, Event, OpenTunnel, PushPacket, Session, SessionState, SessionStats,
+        Transport, TunnelId, TunnelMessage,
     },
     ws::{UpgradeError, WsSession},
 };
@@ -46,7 +50,7 @@ use self::endpoint::Endpoint;
 pub use self::tcp::serve;
 use super::{
     Shared,
-    command::{ConnCmd, SessionInfo, TunnelInfo},
+    command::{Addressed, ConnCmd, ConnTx, SessionInfo, TunnelInfo},
     mailbox,
     metrics::{Listener, Refusal},
     registry::ConnHandle,
@@ -70,14 +74,14 @@ pub struct Ticket {
     peer: SocketAddr,
     worker_id: u64,
     admitted: Option<Admitted>,
-    cmds: Option<(mailbox::Sender<ConnCmd>, mailbox::Receiver<ConnCmd>)>,
+    cmds: Option<(mailbox::Sender<Addressed>, mailbox::Receiver<Addressed>)>,
 }
 
 impl Ticket {
     /// A connection from `peer` admitted as `admitted`.
     pub fn new(shared: Arc<Shared>, peer: SocketAddr, worker_id: u64, admitted: Admitted) -> Self {
         let (tx, rx) = mailbox::mailbox(CONN_QUEUE);
-        shared.handshake_started(admitted.id(), tx.clone());
+        shared.handshake_started(admitted.id(), ConnTx::new(tx.clone(), 0));
         Self {
             shared,
             peer,
@@ -133,14 +137,108 @@ pub fn connection_span(listener: Listener, peer: SocketAddr) -> Span {
     )
 }
 
+/// What [`Conn`] needs of a session: the inputs and outputs a client's session (an
+/// [`Endpoint`]) and a hub's relay session ([`HubSession`]) share.
+pub(crate) trait SessionCore {
+    fn poll_event(&mut self) -> Option<Event>;
+    fn handle_tunnel(&mut self, now: Time, id: TunnelId, message: TunnelMessage);
+    fn handle_tunnel_closed(&mut self, now: Time, id: TunnelId);
+    fn push(&mut self, now: Time, push: &PushPacket);
+    fn close(&mut self, now: Time, reason: CloseReason);
+    /// The session's turn in a drain (the hub's drain is the link's: the edge moves them).
+    fn drain(&mut self, now: Time, reason: CloseReason);
+    fn stats(&self) -> SessionStats;
+    fn context(&self) -> &ConnectionContext;
+    fn identity(&self) -> Option<&Identity>;
+    fn state(&self) -> SessionState;
+    /// Why a WebSocket upgrade was refused, for a session that never got past it.
+    fn upgrade_error(&self) -> Option<UpgradeError> {
+        None
+    }
+}
+
+impl SessionCore for Endpoint {
+    fn poll_event(&mut self) -> Option<Event> {
+        Endpoint::poll_event(self)
+    }
+    fn handle_tunnel(&mut self, now: Time, id: TunnelId, message: TunnelMessage) {
+        self.session_mut().handle_tunnel(now, id, message);
+    }
+    fn handle_tunnel_closed(&mut self, now: Time, id: TunnelId) {
+        self.session_mut().handle_tunnel_closed(now, id);
+    }
+    fn push(&mut self, now: Time, push: &PushPacket) {
+        self.session_mut().push(now, push);
+    }
+    fn close(&mut self, now: Time, reason: CloseReason) {
+        self.session_mut().close(now, reason);
+    }
+    fn drain(&mut self, now: Time, reason: CloseReason) {
+        self.session_mut().drain_with(now, reason);
+    }
+    fn stats(&self) -> SessionStats {
+        self.session().stats()
+    }
+    fn context(&self) -> &ConnectionContext {
+        self.session().context()
+    }
+    fn identity(&self) -> Option<&Identity> {
+        self.session().identity()
+    }
+    fn state(&self) -> SessionState {
+        self.session().state()
+    }
+    fn upgrade_error(&self) -> Option<UpgradeError> {
+        match self {
+            Endpoint::Ws(ws) => ws.upgrade_error(),
+            Endpoint::Tcp(_) => None,
+        }
+    }
+}
+
+impl SessionCore for HubSession {
+    fn poll_event(&mut self) -> Option<Event> {
+        HubSession::poll_event(self)
+    }
+    fn handle_tunnel(&mut self, now: Time, id: TunnelId, message: TunnelMessage) {
+        HubSession::handle_tunnel(self, now, id, message);
+    }
+    fn handle_tunnel_closed(&mut self, now: Time, id: TunnelId) {
+        HubSession::handle_tunnel_closed(self, now, id);
+    }
+    fn push(&mut self, now: Time, push: &PushPacket) {
+        HubSession::push(self, now, push);
+    }
+    fn close(&mut self, now: Time, reason: CloseReason) {
+        HubSession::close(self, now, reason);
+    }
+    fn drain(&mut self, _now: Time, _reason: CloseReason) {}
+    fn stats(&self) -> SessionStats {
+        HubSession::stats(self)
+    }
+    fn context(&self) -> &ConnectionContext {
+        HubSession::context(self)
+    }
+    fn identity(&self) -> Option<&Identity> {
+        Some(HubSession::identity(self))
+    }
+    fn state(&self) -> SessionState {
+        if self.is_closed() {
+            SessionState::Closed
+        } else {
+            SessionState::Established
+        }
+    }
+}
+
 /// The transport-independent half of a connection.
-struct Conn {
+pub(crate) struct Conn<S> {
     shared: Arc<Shared>,
-    session: Endpoint,
+    pub(crate) session: S,
     conn_id: u64,
     listener: Listener,
     admitted: Option<Admitted>,
-    cmd_tx: mailbox::Sender<ConnCmd>,
+    cmd_tx: ConnTx,
     registered: Option<Registered>,
     /// The session's open tunnels (a handful: a Vec beats a map).
     tunnels: Vec<TunnelEntry>,
@@ -155,12 +253,13 @@ struct Conn {
     last_input: Time,
 }
 
-impl Conn {
-    fn new(
+impl Conn<Endpoint> {
+    /// A client connection (TCP or WebSocket) from its ticket, and its mailbox.
+    fn direct(
         mut ticket: Ticket,
         transport: Transport,
         span: Span,
-    ) -> Option<(Self, mailbox::Receiver<ConnCmd>)> {
+    ) -> Option<(Self, mailbox::Receiver<Addressed>)> {
         let shared = Arc::clone(&ticket.shared);
         let (peer, worker_id) = (ticket.peer, ticket.worker_id);
         let admitted = ticket.admitted.take()?;
@@ -184,39 +283,99 @@ impl Conn {
             }
             _ => Endpoint::Tcp(session),
         };
-        shared.metrics.connection_opened(listener);
-        let conn_id = shared.next_conn_id();
-        span.record("conn", conn_id);
         let handshake = info_span!(parent: &span, "handshake", result = tracing::field::Empty);
-        let conn = Self {
+        let mut conn = Conn::new(
             shared,
             session,
-            conn_id,
             listener,
-            admitted: Some(admitted),
-            cmd_tx,
-            registered: None,
-            tunnels: Vec::new(),
-            exported: SessionStats::default(),
-            closed: None,
+            Some(admitted),
+            ConnTx::new(cmd_tx, 0),
             span,
-            handshake: Some(handshake),
-            connected_at: SystemTime::now(),
-            last_input: now,
-        };
+        );
+        conn.handshake = Some(handshake);
+        conn.last_input = now;
         Some((conn, cmd_rx))
-    }
-
-    fn peer(&self) -> SocketAddr {
-        self.session.session().context().peer
     }
 
     fn deadline(&self) -> Option<Instant> {
         self.session.poll_timeout().map(clock::instant_of)
     }
 
+    /// Reports the handshake's progress (bytes received), which decides who a full handshake
+    /// pool evicts.
+    fn handshake_progress(&self) {
+        if let Some(admitted) = &self.admitted {
+            let received = self.session.bytes_received();
+            self.shared
+                .admission()
+                .handshake_progress(admitted, received);
+        }
+    }
+
+    fn on_timeout(&mut self) {
+        self.session.handle_timeout(clock::now());
+        self.process_events();
+    }
+
+    fn on_read(&mut self, buf: BytesMut) {
+        let now = clock::now();
+        self.last_input = now;
+        self.session.handle_buf(now, buf);
+        self.process_events();
+        if self.registered.is_none() && !self.is_closed() {
+            self.handshake_progress();
+        }
+    }
+
+    /// The drain started: a session still handshaking closes now (it has nothing to lose); an
+    /// established one waits for its turn (`ConnCmd::Drain`).
+    fn drain_if_handshaking(&mut self) {
+        if self.session.session().state() == SessionState::Handshaking {
+            self.session
+                .session_mut()
+                .drain_with(clock::now(), CloseReason::Drained);
+            self.process_events();
+        }
+    }
+}
+
+impl<S: SessionCore> Conn<S> {
+    /// Carries out `session`'s events; commands for it arrive through `cmd_tx`'s mailbox.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        session: S,
+        listener: Listener,
+        admitted: Option<Admitted>,
+        cmd_tx: ConnTx,
+        span: Span,
+    ) -> Self {
+        shared.metrics.connection_opened(listener);
+        let conn_id = shared.next_conn_id();
+        span.record("conn", conn_id);
+        Self {
+            shared,
+            session,
+            conn_id,
+            listener,
+            admitted,
+            cmd_tx,
+            registered: None,
+            tunnels: Vec::new(),
+            exported: SessionStats::default(),
+            closed: None,
+            span,
+            handshake: None,
+            connected_at: SystemTime::now(),
+            last_input: clock::now(),
+        }
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.session.context().peer
+    }
+
     /// Carries out the session's events after an input, and exports what moved.
-    fn process_events(&mut self) {
+    pub(crate) fn process_events(&mut self) {
         while let Some(event) = self.session.poll_event() {
             match event {
                 Event::Authenticated(identity) => self.authenticated(identity),
@@ -240,21 +399,19 @@ impl Conn {
             metrics.handshake_failed(reason);
             handshake.record("result", reason.as_str());
         }
-        if let Endpoint::Ws(ws) = &self.session {
-            if let Some(refused) = ws.upgrade_error() {
-                metrics.refused(match refused {
-                    UpgradeError::Path => Refusal::WsPath,
-                    UpgradeError::Origin => Refusal::WsOrigin,
-                    _ => Refusal::WsUpgrade,
-                });
-            }
+        if reason == CloseReason::WsUpgradeRejected {
+            metrics.refused(match self.session.upgrade_error() {
+                Some(UpgradeError::Path) => Refusal::WsPath,
+                Some(UpgradeError::Origin) => Refusal::WsOrigin,
+                _ => Refusal::WsUpgrade,
+            });
         }
         self.span.record("close_reason", reason.as_str());
         debug!(parent: &self.span, reason = reason.as_str(), "session closed");
     }
 
-    fn export_stats(&mut self) {
-        let now = self.session.session().stats();
+    pub(crate) fn export_stats(&mut self) {
+        let now = self.session.stats();
         self.shared
             .metrics
             .session_moved(&now.since(&self.exported));
@@ -266,17 +423,6 @@ impl Conn {
             // The core counts each connection's handshake once, however often this is called.
             self.shared.handshake_over(admitted.id());
             self.shared.admission().handshake_finished(admitted);
-        }
-    }
-
-    /// Reports the handshake's progress (bytes received), which decides who a full handshake
-    /// pool evicts.
-    fn handshake_progress(&self) {
-        if let Some(admitted) = &self.admitted {
-            let received = self.session.bytes_received();
-            self.shared
-                .admission()
-                .handshake_progress(admitted, received);
         }
     }
 
@@ -352,7 +498,6 @@ impl Conn {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.session
-                    .session_mut()
                     .close(clock::now(), CloseReason::BackendBackpressure);
             }
             // The stream just ended; its TunnelClosed command is on the way and the session
@@ -361,24 +506,17 @@ impl Conn {
         }
     }
 
-    fn handle_cmd(&mut self, cmd: ConnCmd) {
+    pub(crate) fn handle_cmd(&mut self, cmd: ConnCmd) {
         let now = clock::now();
         match cmd {
-            ConnCmd::Tunnel { id, message } => {
-                self.session.session_mut().handle_tunnel(now, id, message);
-            }
+            ConnCmd::Tunnel { id, message } => self.session.handle_tunnel(now, id, message),
             ConnCmd::TunnelClosed { id, .. } => {
                 self.drop_tunnel(id);
-                self.session.session_mut().handle_tunnel_closed(now, id);
+                self.session.handle_tunnel_closed(now, id);
             }
-            ConnCmd::Push(push) => {
-                self.session.session_mut().push(now, &push);
-            }
-            ConnCmd::Close(reason) => self.session.session_mut().close(now, reason),
-            ConnCmd::Drain => self
-                .session
-                .session_mut()
-                .drain_with(now, CloseReason::Drained),
+            ConnCmd::Push(push) => self.session.push(now, &push),
+            ConnCmd::Close(reason) => self.session.close(now, reason),
+            ConnCmd::Drain => self.session.drain(now, CloseReason::Drained),
             ConnCmd::Describe(reply) => {
                 let _ = reply.send(self.describe(now));
             }
@@ -386,19 +524,8 @@ impl Conn {
         self.process_events();
     }
 
-    /// The drain started: a session still handshaking closes now (it has nothing to lose); an
-    /// established one waits for its turn (`ConnCmd::Drain`).
-    fn drain_if_handshaking(&mut self) {
-        if self.session.session().state() == SessionState::Handshaking {
-            self.session
-                .session_mut()
-                .drain_with(clock::now(), CloseReason::Drained);
-            self.process_events();
-        }
-    }
-
     fn describe(&self, now: Time) -> SessionInfo {
-        let session = self.session.session();
+        let session = &self.session;
         let stats = session.stats();
         let (uid, sid, color) = match session.identity() {
             Some(id) => (id.uid, id.sid, id.color.clone()),
@@ -444,32 +571,17 @@ impl Conn {
         }
     }
 
-    fn on_timeout(&mut self) {
-        self.session.handle_timeout(clock::now());
+    pub(crate) fn close(&mut self, reason: CloseReason) {
+        self.session.close(clock::now(), reason);
         self.process_events();
     }
 
-    fn on_read(&mut self, buf: BytesMut) {
-        let now = clock::now();
-        self.last_input = now;
-        self.session.handle_buf(now, buf);
-        self.process_events();
-        if self.registered.is_none() && !self.is_closed() {
-            self.handshake_progress();
-        }
-    }
-
-    fn close(&mut self, reason: CloseReason) {
-        self.session.session_mut().close(clock::now(), reason);
-        self.process_events();
-    }
-
-    fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.is_some()
     }
 }
 
-impl Drop for Conn {
+impl<S> Drop for Conn<S> {
     fn drop(&mut self) {
         let metrics = &self.shared.metrics;
         metrics.connection_closed(self.listener);

@@ -34,7 +34,7 @@ const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 pub async fn serve(ticket: Ticket, mut stream: TcpStream, transport: Transport, early: BytesMut) {
     let _ = stream.set_nodelay(true);
     let span = tracing::Span::current();
-    let Some((mut conn, cmds)) = Conn::new(ticket, transport, span) else {
+    let Some((mut conn, cmds)) = Conn::direct(ticket, transport, span) else {
         return;
     };
     if !early.is_empty() {

@@ -21,7 +21,7 @@ use std::{
     },
 };
 
-use janus_core::{CloseReason, session::SessionStats};
+use janus_core::{CloseReason, relay::LinkCloseReason, session::SessionStats};
 
 pub use self::histogram::{BUCKETS, Histogram};
 pub use self::render::resident_memory_bytes;
@@ -56,6 +56,8 @@ label_enum!(
         Tcp => "tcp",
         /// `server.ws`.
         Ws => "ws",
+        /// Sessions relayed by janus-mio edges over `relay` links (this gateway is their hub).
+        Relay => "relay",
     }
 );
 
@@ -227,6 +229,58 @@ pub struct EtcdHealth {
     pub register_errors: AtomicU64,
 }
 
+/// The relay links of a hub (rendered once a relay listener is configured).
+#[derive(Debug, Default)]
+pub struct RelayLinks {
+    /// A relay listener is configured (the families are rendered).
+    pub configured: AtomicBool,
+    accepted: AtomicU64,
+    open: AtomicI64,
+    /// Links over `relay.max_links`, closed at accept.
+    over_limit: AtomicU64,
+    refused: [AtomicU64; LinkCloseReason::ALL.len()],
+    closed: [AtomicU64; LinkCloseReason::ALL.len()],
+}
+
+impl RelayLinks {
+    /// A link was accepted (before authentication); it counts as open until [`ended`](Self::ended).
+    pub fn accepted(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A link [`accepted`](Self::accepted) is over.
+    pub fn ended(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A link was closed at accept: `relay.max_links` are open.
+    pub fn over_limit(&self) {
+        self.over_limit.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A link closed for `reason`; `authenticated` says whether it got that far (a link that
+    /// did not is a refusal).
+    pub fn closed(&self, reason: LinkCloseReason, authenticated: bool) {
+        let slots = if authenticated {
+            &self.closed
+        } else {
+            &self.refused
+        };
+        inc_slot(slots, reason.index());
+    }
+
+    /// Links refused before authentication for `reason` so far.
+    pub fn refused(&self, reason: LinkCloseReason) -> u64 {
+        load(&self.refused, reason.index())
+    }
+
+    /// Links open now.
+    pub fn open(&self) -> i64 {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
 /// The gateway's counters and gauges.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -257,6 +311,8 @@ pub struct Metrics {
     redis_errors: [AtomicU64; RedisOp::ALL.len()],
     /// etcd's state, shared with the registration and discovery tasks.
     pub etcd: Arc<EtcdHealth>,
+    /// The hub's relay links.
+    pub relay: RelayLinks,
     admin_refusals: [AtomicU64; AdminRefusal::ALL.len()],
     reloads: [AtomicU64; ReloadResult::ALL.len()],
     /// The live configuration's content hash and the keys waiting for a restart.

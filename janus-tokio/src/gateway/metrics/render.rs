@@ -5,7 +5,7 @@ use std::{
     sync::atomic::Ordering,
 };
 
-use janus_core::CloseReason;
+use janus_core::{CloseReason, relay::LinkCloseReason};
 
 use super::{
     AdminRefusal, DropCause, Listener, Metrics, PushKind, PushOutcome, RedisOp, Refusal,
@@ -296,6 +296,7 @@ impl Metrics {
 
         self.render_tunnels(&mut o);
         self.render_pushes(&mut o);
+        self.render_relay(&mut o);
         self.render_cluster(&mut o);
         o.by(
             (
@@ -439,6 +440,65 @@ impl Metrics {
                 );
             }
         }
+    }
+
+    fn render_relay(&self, o: &mut Out) {
+        let relay = &self.relay;
+        if !relay.configured.load(Ordering::Relaxed) {
+            return;
+        }
+        o.family(
+            "janus_relay_links_open",
+            "gauge",
+            "Relay links from janus-mio edges open (authenticated or not).",
+        );
+        o.sample(
+            "janus_relay_links_open",
+            &[],
+            relay.open.load(Ordering::Relaxed).max(0),
+        );
+        o.family(
+            "janus_relay_links_accepted_total",
+            "counter",
+            "Relay links accepted (before authentication).",
+        );
+        o.sample(
+            "janus_relay_links_accepted_total",
+            &[],
+            relay.accepted.load(Ordering::Relaxed),
+        );
+        o.family(
+            "janus_relay_links_over_limit_total",
+            "counter",
+            "Relay links closed at accept because relay.max_links were open.",
+        );
+        o.sample(
+            "janus_relay_links_over_limit_total",
+            &[],
+            relay.over_limit.load(Ordering::Relaxed),
+        );
+        o.by(
+            (
+                "janus_relay_links_refused_total",
+                "counter",
+                "Relay links refused before authentication (unknown key, bad version, garbage), by reason.",
+            ),
+            "reason",
+            &LinkCloseReason::ALL,
+            LinkCloseReason::as_str,
+            |r| load(&relay.refused, r.index()),
+        );
+        o.by(
+            (
+                "janus_relay_links_closed_total",
+                "counter",
+                "Authenticated relay links that ended, by reason.",
+            ),
+            "reason",
+            &LinkCloseReason::ALL,
+            LinkCloseReason::as_str,
+            |r| load(&relay.closed, r.index()),
+        );
     }
 
     fn render_cluster(&self, o: &mut Out) {
