@@ -13,6 +13,8 @@ use aes_gcm::{
     Aes256Gcm, KeyInit, Nonce, Tag,
     aead::{AeadInPlace, generic_array::GenericArray},
 };
+use core::ops::Range;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 #[cfg_attr(fuzzing, allow(unused_imports))]
 use ed25519_dalek::{Signer as _, Verifier as _};
@@ -122,10 +124,15 @@ impl PacketCipher {
         write: impl FnOnce(&mut BytesMut),
     ) -> Result<usize, CryptoError> {
         let body_len = len + SEAL_OVERHEAD;
+        let header = frame::header(body_len).map_err(|_| CryptoError::TooLarge { len })?;
         let start = out.len();
         out.reserve(HEADER_LEN + body_len);
-        frame::put_header(out, body_len).map_err(|_| CryptoError::TooLarge { len })?;
-        out.put_slice(&nonce);
+        // Prefix and nonce in one copy.
+        let mut prefix = [0u8; HEADER_LEN + NONCE_LEN];
+        let (prefix_len, prefix_nonce) = prefix.split_at_mut(HEADER_LEN);
+        prefix_len.copy_from_slice(&header);
+        prefix_nonce.copy_from_slice(&nonce);
+        out.put_slice(&prefix);
         let text_start = out.len();
         write(out);
         let written = out.len() - text_start;
@@ -154,7 +161,21 @@ impl PacketCipher {
 
     /// Opens a sealed body (`nonce ‖ ciphertext ‖ tag`) in place and returns the plaintext, a view
     /// into the same allocation (no copy, no reference-count traffic beyond the freeze).
-    pub fn open(&self, mut body: BytesMut) -> Result<Bytes, CryptoError> {
+    pub fn open(&self, body: BytesMut) -> Result<Bytes, CryptoError> {
+        self.open_mut(body).map(BytesMut::freeze)
+    }
+
+    /// [`open`](Self::open), leaving the plaintext mutable: the body itself, narrowed.
+    pub fn open_mut(&self, mut body: BytesMut) -> Result<BytesMut, CryptoError> {
+        let text = self.open_within(&mut body)?;
+        body.truncate(text.end);
+        body.advance(text.start);
+        Ok(body)
+    }
+
+    /// Opens the sealed body `body` in place; returns where the plaintext is in it (callers
+    /// narrow their buffer once, to what they keep of the plaintext).
+    pub(crate) fn open_within(&self, body: &mut [u8]) -> Result<Range<usize>, CryptoError> {
         let len = body.len();
         let text_len = len
             .checked_sub(SEAL_OVERHEAD)
@@ -162,9 +183,7 @@ impl PacketCipher {
         let (nonce, rest) = body.split_at_mut(NONCE_LEN);
         let (text, tag) = rest.split_at_mut(text_len);
         self.open_in_place(nonce, text, tag)?;
-        body.truncate(NONCE_LEN + text_len);
-        body.advance(NONCE_LEN);
-        Ok(body.freeze())
+        Ok(NONCE_LEN..NONCE_LEN + text_len)
     }
 
     #[cfg(not(fuzzing))]
