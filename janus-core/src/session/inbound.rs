@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{Event, Session, State, TunnelMessage, fail_pending, link::Pending};
+use super::{Session, State, TunnelMessage, fail_pending, link::Pending};
 use crate::{
     CloseReason, Time, codec,
     compress::inflate,
@@ -103,7 +103,7 @@ impl Session {
             frag_count: if object_kind { packet.frag_count } else { 0 },
             frag_index: if object_kind { packet.frag_index } else { 0 },
         };
-        events.push_back(Event::Forward { tunnel, message });
+        events.forward(tunnel, message);
         // Answers to an evicted tunnel's requests count against the budget like any reply.
         self.check_budget(now);
     }

@@ -3,8 +3,8 @@
 use std::collections::VecDeque;
 
 use super::{
-    Event, OpenTunnel, TunnelId, TunnelLayout, context::ConnectionContext, event::metadata,
-    outbound::Sealer,
+    Event, OpenTunnel, TunnelId, TunnelLayout, context::ConnectionContext, event::Events,
+    event::metadata, outbound::Sealer,
 };
 use crate::{
     Time,
@@ -110,7 +110,7 @@ impl Link {
         now: Time,
         config: &ServerConfig,
         context: &ConnectionContext,
-        events: &mut VecDeque<Event>,
+        events: &mut Events,
     ) -> (usize, Option<Tunnel>) {
         if let Some(i) = self.tunnels.iter().position(|t| t.key == key) {
             return (i, None);
@@ -125,7 +125,7 @@ impl Link {
                 .map(|(i, _)| i);
             if let Some(i) = lru {
                 let tunnel = self.tunnels.swap_remove(i);
-                events.push_back(Event::CloseTunnel(tunnel.id));
+                events.push(Event::CloseTunnel(tunnel.id));
                 evicted = Some(tunnel);
             }
         }
@@ -136,7 +136,7 @@ impl Link {
         let (kind, method) = routes
             .kind_names(key.kind)
             .unwrap_or_else(|| ("".into(), "".into()));
-        events.push_back(Event::OpenTunnel(Box::new(OpenTunnel {
+        events.push(Event::OpenTunnel(Box::new(OpenTunnel {
             id,
             key,
             kind,

@@ -50,6 +50,7 @@ pub use self::{
     push::{PushError, PushOutcome, PushPacket},
 };
 use self::{
+    event::Events,
     link::{Link, Pending},
     outbound::{Outbound, Sealer},
 };
@@ -126,7 +127,7 @@ pub struct Session {
     state: State,
     rx: BytesMut,
     tx: Outbound,
-    events: VecDeque<Event>,
+    events: Events,
     packets_in: u64,
     bytes_in: u64,
 }
@@ -148,7 +149,7 @@ impl Session {
             state: State::Handshaking { deadline, seed },
             rx: BytesMut::new(),
             tx: Outbound::default(),
-            events: VecDeque::new(),
+            events: Events::default(),
             packets_in: 0,
             bytes_in: 0,
         }
@@ -279,7 +280,7 @@ impl Session {
         let reply = &accepted.reply;
         self.tx.packet(None, reply);
         self.events
-            .push_back(Event::Authenticated(link.identity.clone()));
+            .push(Event::Authenticated(link.identity.clone()));
         self.state = State::Established(Box::new(link));
     }
 
@@ -349,7 +350,7 @@ impl Session {
             State::Established(link) => {
                 let link = *link;
                 for tunnel in &link.tunnels {
-                    self.events.push_back(Event::CloseTunnel(tunnel.id));
+                    self.events.push(Event::CloseTunnel(tunnel.id));
                 }
                 sealer = link.sealer;
             }
@@ -362,7 +363,7 @@ impl Session {
             self.tx.packet(sealer.as_mut(), &packet);
         }
         self.rx = BytesMut::new();
-        self.events.push_back(Event::Closed(reason));
+        self.events.push(Event::Closed(reason));
     }
 
     /// A deadline passed: call when `now` reaches [`poll_timeout`](Self::poll_timeout). Calling it
@@ -396,11 +397,19 @@ impl Session {
     /// The next event for the adapter.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        let event = self.events.pop_front();
-        if event.is_none() && self.events.capacity() > 0 && self.is_quiet() {
+        if let Some((tunnel, message)) = self.events.take_forward() {
+            return Some(Event::Forward { tunnel, message });
+        }
+        self.poll_queued()
+    }
+
+    #[inline(never)]
+    fn poll_queued(&mut self) -> Option<Event> {
+        let event = self.events.pop();
+        if event.is_none() && self.is_quiet() {
             // Nothing in flight (typically just after login): give the queue's memory back.
             // A busy session keeps it, so forwarding does not allocate per packet.
-            self.events = VecDeque::new();
+            self.events.release();
         }
         event
     }
