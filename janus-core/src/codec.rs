@@ -15,8 +15,9 @@ use prost::Message;
 
 /// Decodes a `Packet`, borrowing `data` from `buf`.
 pub fn decode_packet(buf: Bytes) -> Result<Packet, prost::DecodeError> {
-    match decode_fast(&buf) {
-        Some((mut packet, data)) => {
+    let mut packet = Packet::default();
+    match decode_fast(&buf, &mut packet) {
+        Some(data) => {
             packet.data = narrow(buf, data);
             Ok(packet)
         }
@@ -33,24 +34,37 @@ pub fn decode_packet_mut(buf: BytesMut) -> Result<Packet, prost::DecodeError> {
 
 /// [`decode_packet_mut`] for the packet encoded at `buf[within]` (a frame opened in place, with
 /// its prefix, nonce and tag still around it).
-#[inline(always)]
 pub fn decode_packet_within(
-    mut buf: BytesMut,
+    buf: BytesMut,
     within: Range<usize>,
 ) -> Result<Packet, prost::DecodeError> {
+    let mut packet = Packet::default();
+    decode_packet_into(buf, within, &mut packet)?;
+    Ok(packet)
+}
+
+/// [`decode_packet_within`] into a `Packet` the caller holds (all at their defaults): the
+/// session's per-packet path, where returning a `Packet` by value costs a copy of it.
+#[inline(always)]
+pub(crate) fn decode_packet_into(
+    mut buf: BytesMut,
+    within: Range<usize>,
+    packet: &mut Packet,
+) -> Result<(), prost::DecodeError> {
     let encoded = buf.get(within.clone()).unwrap_or_default();
-    match decode_fast(encoded) {
-        Some((mut packet, Some(data))) => {
+    match decode_fast(encoded, packet) {
+        Some(Some(data)) => {
             buf.truncate(within.start + data.end);
             buf.advance(within.start + data.start);
             packet.data = buf.freeze();
-            Ok(packet)
+            Ok(())
         }
-        Some((packet, None)) => Ok(packet),
+        Some(None) => Ok(()),
         None => {
             buf.truncate(within.end);
             buf.advance(within.start);
-            Packet::decode(buf.freeze())
+            *packet = Packet::decode(buf.freeze())?;
+            Ok(())
         }
     }
 }
@@ -92,13 +106,14 @@ fn varint_long(buf: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
-/// The packet without `data`, and where `data` is in `buf` (the last occurrence wins, as in
-/// prost); `None` for anything the fast path does not handle.
+/// Decodes `buf` into `p` (at its defaults), all but `data`, and returns where `data` is in
+/// `buf` (the last occurrence wins, as in prost); `None` for anything the fast path does not
+/// handle (then `p` holds garbage).
 ///
 /// One loop with no per-field branches: every varint field lands in a slot of an array (the
 /// last occurrence wins, as in prost), read out once at the end.
 #[inline(always)]
-fn decode_fast(buf: &[u8]) -> Option<(Packet, Option<Range<usize>>)> {
+fn decode_fast(buf: &[u8], p: &mut Packet) -> Option<Option<Range<usize>>> {
     // [_, data_version, obj, mod, seq, ver, index, conn_id, frag_id, frag_count, frag_index,
     //  compress]: fields 2..=11 by number, field 20 last.
     let mut fields = [0u64; 12];
@@ -137,21 +152,18 @@ fn decode_fast(buf: &[u8]) -> Option<(Packet, Option<Range<usize>>)> {
         frag_index,
         compress,
     ] = fields;
-    let packet = Packet {
-        data: Bytes::new(),
-        data_version,
-        obj: obj as i64,
-        r#mod: module as i32,
-        seq: seq as i32,
-        ver: ver as i32,
-        index: index as i32,
-        conn_id: conn_id as i32,
-        frag_id: frag_id as i32,
-        frag_count: frag_count as i32,
-        frag_index: frag_index as i32,
-        compress: compress != 0,
-    };
-    Some((packet, data))
+    p.data_version = data_version;
+    p.obj = obj as i64;
+    p.r#mod = module as i32;
+    p.seq = seq as i32;
+    p.ver = ver as i32;
+    p.index = index as i32;
+    p.conn_id = conn_id as i32;
+    p.frag_id = frag_id as i32;
+    p.frag_count = frag_count as i32;
+    p.frag_index = frag_index as i32;
+    p.compress = compress != 0;
+    Some(data)
 }
 
 #[inline]
@@ -162,7 +174,7 @@ fn varint_len(v: u64) -> usize {
 
 /// Most bytes of a `Packet` encoding around `data`: field 1's key and length before it; fields
 /// 2, 3 (10-byte varints), 4..=11 (up to 10 bytes each: negative values) and 20 after it.
-const MAX_HEAD: usize = 1 + 10;
+pub(crate) const MAX_HEAD: usize = 1 + 10;
 const MAX_TAIL: usize = 2 * 11 + 8 * 11 + 3;
 
 /// A small encoding buffer on the stack; its capacity covers the worst case, so a byte is never
@@ -229,7 +241,7 @@ impl core::fmt::Debug for PacketEncoding<'_> {
 
 impl<'a> PacketEncoding<'a> {
     /// Encodes `p` as prost would (fields in number order, defaults omitted).
-    #[inline]
+    #[inline(always)]
     pub fn new(p: &'a Packet) -> Self {
         let mut head = Scratch::new();
         if !p.data.is_empty() {
@@ -268,6 +280,21 @@ impl<'a> PacketEncoding<'a> {
     /// Whether the packet encodes to nothing (every field at its default).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The bytes before `data`: field 1's key and length (empty when `data` is).
+    pub(crate) fn head(&self) -> &[u8] {
+        self.head.as_slice()
+    }
+
+    /// `data`, borrowed from the packet.
+    pub(crate) fn data(&self) -> &[u8] {
+        self.data
+    }
+
+    /// The bytes after `data`: fields 2 and up.
+    pub(crate) fn tail(&self) -> &[u8] {
+        self.tail.as_slice()
     }
 
     /// Appends the encoding to `out`.
@@ -358,7 +385,7 @@ mod tests {
         #[test]
         fn decoding_matches_prost_on_valid_packets(p in packet()) {
             let bytes = Bytes::from(p.encode_to_vec());
-            prop_assert!(decode_fast(&bytes).is_some(), "the common shape takes the fast path");
+            prop_assert!(decode_fast(&bytes, &mut Packet::default()).is_some(), "the common shape takes the fast path");
             prop_assert_eq!(&decode_packet_mut(BytesMut::from(&bytes[..])).unwrap(), &p);
             prop_assert_eq!(decode_packet(bytes).unwrap(), p);
         }

@@ -20,7 +20,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use ed25519_dalek::{Signer as _, Verifier as _};
 use prost::Message;
 
-use crate::frame::{self, HEADER_LEN};
+use crate::{
+    codec::{MAX_HEAD, PacketEncoding},
+    frame::{self, HEADER_LEN},
+};
 
 /// AES-GCM nonce length, prepended to every sealed packet.
 pub const NONCE_LEN: usize = 12;
@@ -144,6 +147,53 @@ impl PacketCipher {
             out.truncate(start);
             return Err(CryptoError::TooLarge { len });
         }
+        match self
+            .aead
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &[], text)
+        {
+            Ok(tag) => {
+                out.put_slice(&tag);
+                Ok(HEADER_LEN + body_len)
+            }
+            Err(_) => {
+                out.truncate(start);
+                Err(CryptoError::TooLarge { len })
+            }
+        }
+    }
+
+    /// Appends one frame holding `packet`, sealed: [`seal_with`](Self::seal_with) with the
+    /// length prefix, the nonce and the bytes before `data` written in one copy.
+    pub(crate) fn seal_packet(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        packet: &PacketEncoding<'_>,
+        out: &mut BytesMut,
+    ) -> Result<usize, CryptoError> {
+        let len = packet.len();
+        let body_len = len + SEAL_OVERHEAD;
+        let header = frame::header(body_len).map_err(|_| CryptoError::TooLarge { len })?;
+        let start = out.len();
+        out.reserve(HEADER_LEN + body_len);
+        let mut prefix = [0u8; HEADER_LEN + NONCE_LEN + MAX_HEAD];
+        let (prefix_len, rest) = prefix.split_at_mut(HEADER_LEN);
+        let (prefix_nonce, prefix_head) = rest.split_at_mut(NONCE_LEN);
+        prefix_len.copy_from_slice(&header);
+        prefix_nonce.copy_from_slice(&nonce);
+        let head = packet.head();
+        let prefix_head = prefix_head
+            .get_mut(..head.len())
+            .ok_or(CryptoError::TooLarge { len })?;
+        prefix_head.copy_from_slice(head);
+        let prefix = prefix
+            .get(..HEADER_LEN + NONCE_LEN + head.len())
+            .ok_or(CryptoError::TooLarge { len })?;
+        out.put_slice(prefix);
+        out.put_slice(packet.data());
+        out.put_slice(packet.tail());
+        let text = out
+            .get_mut(start + HEADER_LEN + NONCE_LEN..)
+            .ok_or(CryptoError::TooLarge { len })?;
         match self
             .aead
             .encrypt_in_place_detached(Nonce::from_slice(&nonce), &[], text)

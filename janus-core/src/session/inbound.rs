@@ -1,6 +1,7 @@
 //! A client packet on an established session: open, decode, check, route, forward.
 
 use bytes::Bytes;
+use janus_proto::packet::Packet;
 
 use super::{Session, State, TunnelMessage, fail_pending, link::Pending};
 use crate::{
@@ -37,9 +38,10 @@ impl Session {
             None => 0..body.len(),
         };
         let text = HEADER_LEN + text.start..HEADER_LEN + text.end;
-        let Ok(packet) = codec::decode_packet_within(framed, text) else {
+        let mut packet = Packet::default();
+        if codec::decode_packet_into(framed, text, &mut packet).is_err() {
             return self.close(now, CloseReason::MalformedPacket);
-        };
+        }
         if let Some(rate) = &mut link.rate {
             if rate.check(now).is_err() {
                 return self.close(now, CloseReason::RateLimited);

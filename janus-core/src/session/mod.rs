@@ -258,6 +258,7 @@ impl Session {
         }
     }
 
+    #[inline(never)]
     fn handle_handshake(&mut self, now: Time, body: &[u8]) {
         let State::Handshaking { seed, .. } = &self.state else {
             return;

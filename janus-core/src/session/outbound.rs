@@ -72,7 +72,7 @@ impl Outbound {
                 let nonce = sealer.nonces.next_nonce();
                 sealer
                     .cipher
-                    .seal_with(nonce, len, &mut self.buf, |tx| packet.write(tx))
+                    .seal_packet(nonce, packet, &mut self.buf)
                     .is_ok()
             }
             None => {

@@ -3,7 +3,10 @@
 
 use janus_proto::packet::Packet;
 
-use super::{Session, State, TunnelId, TunnelMessage};
+use super::{
+    Session, State, TunnelId, TunnelMessage,
+    outbound::{Outbound, Sealer},
+};
 use crate::{Time, compress::deflate_reply, system};
 
 impl Session {
@@ -12,7 +15,10 @@ impl Session {
     /// the client's frame limit is replaced by `SCServerUnexpectedErr` for the same request. A
     /// message for a tunnel the session has closed is ignored: its requests were answered then.
     pub fn handle_tunnel(&mut self, now: Time, tunnel: TunnelId, message: TunnelMessage) {
-        let State::Established(link) = &mut self.state else {
+        let Self {
+            config, state, tx, ..
+        } = self;
+        let State::Established(link) = state else {
             return;
         };
         let Some(t) = link.tunnel_mut(tunnel) else {
@@ -22,7 +28,7 @@ impl Session {
             t.answered(message.index);
         }
         let object_kind = t.object_kind;
-        let session = &self.config.session;
+        let session = &config.session;
         let (data, compress) = deflate_reply(
             message.data,
             session.compress_threshold,
@@ -43,7 +49,10 @@ impl Session {
             frag_index: if object_kind { message.frag_index } else { 0 },
             compress,
         };
-        if self.send(now, &packet) {
+        if !tx.packet_within(link.sealer.as_mut(), &packet, session.max_frame_len) {
+            too_large(tx, link.sealer.as_mut(), &packet);
+        }
+        if self.check_budget(now) {
             self.finish_drain_if_done(now);
         }
     }
@@ -57,14 +66,21 @@ impl Session {
         };
         let max = self.config.session.max_frame_len;
         if !self.tx.packet_within(link.sealer.as_mut(), packet, max) {
-            let reply = system::unexpected_err(
-                packet.r#mod,
-                packet.seq,
-                packet.index,
-                "reply too large for the client frame limit",
-            );
-            self.tx.packet(link.sealer.as_mut(), &reply);
+            too_large(&mut self.tx, link.sealer.as_mut(), packet);
         }
         self.check_budget(now)
     }
+}
+
+/// Answers a packet too large for the client's frame limit with `SCServerUnexpectedErr` for the
+/// same request.
+#[cold]
+fn too_large(tx: &mut Outbound, sealer: Option<&mut Sealer>, packet: &Packet) {
+    let reply = system::unexpected_err(
+        packet.r#mod,
+        packet.seq,
+        packet.index,
+        "reply too large for the client frame limit",
+    );
+    tx.packet(sealer, &reply);
 }
