@@ -86,6 +86,13 @@ fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
         *pos += 1;
         return Some(u64::from(byte));
     }
+    // Two bytes: indexes, uids and lengths under 16384.
+    if let Some(&next) = buf.get(*pos + 1) {
+        if next < 0x80 {
+            *pos += 2;
+            return Some(u64::from(byte & 0x7f) | u64::from(next) << 7);
+        }
+    }
     varint_long(buf, pos)
 }
 

@@ -143,6 +143,7 @@ impl Events {
     }
 
     /// The oldest event.
+    #[inline(never)]
     pub fn pop(&mut self) -> Option<Event> {
         match self.forward.take() {
             Some((tunnel, message)) => Some(Event::Forward { tunnel, message }),
@@ -150,9 +151,22 @@ impl Events {
         }
     }
 
+    /// Whether no event is waiting.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.forward.is_none() && self.queue.is_empty()
+    }
+
+    /// Whether the queue holds memory that [`release`](Self::release) would give back.
+    #[inline]
+    pub fn holds_memory(&self) -> bool {
+        self.queue.capacity() > 0
+    }
+
     /// Gives the queue's memory back when it is empty.
+    #[cold]
     pub fn release(&mut self) {
-        if self.queue.is_empty() && self.queue.capacity() > 0 {
+        if self.queue.is_empty() {
             self.queue = VecDeque::new();
         }
     }

@@ -401,18 +401,15 @@ impl Session {
         if let Some((tunnel, message)) = self.events.take_forward() {
             return Some(Event::Forward { tunnel, message });
         }
-        self.poll_queued()
-    }
-
-    #[inline(never)]
-    fn poll_queued(&mut self) -> Option<Event> {
-        let event = self.events.pop();
-        if event.is_none() && self.is_quiet() {
-            // Nothing in flight (typically just after login): give the queue's memory back.
-            // A busy session keeps it, so forwarding does not allocate per packet.
-            self.events.release();
+        if self.events.is_empty() {
+            if self.events.holds_memory() && self.is_quiet() {
+                // Nothing in flight (typically just after login): give the queue's memory
+                // back. A busy session keeps it, so forwarding does not allocate per packet.
+                self.events.release();
+            }
+            return None;
         }
-        event
+        self.events.pop()
     }
 
     /// Authenticated with no tunnel open, or not authenticated at all.
