@@ -138,28 +138,12 @@ impl PacketCipher {
         out.put_slice(&prefix);
         let text_start = out.len();
         write(out);
-        let written = out.len() - text_start;
-        let text = out
-            .get_mut(text_start..)
-            .ok_or(CryptoError::TooLarge { len })?;
-        if written != len {
+        if out.len() - text_start != len {
             // An encoder that wrote a different length than announced would corrupt the frame.
             out.truncate(start);
             return Err(CryptoError::TooLarge { len });
         }
-        match self
-            .aead
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &[], text)
-        {
-            Ok(tag) => {
-                out.put_slice(&tag);
-                Ok(HEADER_LEN + body_len)
-            }
-            Err(_) => {
-                out.truncate(start);
-                Err(CryptoError::TooLarge { len })
-            }
-        }
+        self.seal_tail(&nonce, out, start, text_start)
     }
 
     /// Appends one frame holding `packet`, sealed: [`seal_with`](Self::seal_with) with the
@@ -191,18 +175,33 @@ impl PacketCipher {
         out.put_slice(prefix);
         out.put_slice(packet.data());
         out.put_slice(packet.tail());
-        let text = out
-            .get_mut(start + HEADER_LEN + NONCE_LEN..)
-            .ok_or(CryptoError::TooLarge { len })?;
-        match self
-            .aead
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &[], text)
-        {
-            Ok(tag) => {
+        self.seal_tail(&nonce, out, start, start + HEADER_LEN + NONCE_LEN)
+    }
+
+    /// Encrypts the plaintext at `out[text_start..]` in place and appends the tag; returns the
+    /// length of the frame that starts at `out[start]`. On failure the frame is removed. The one
+    /// call of the cipher's seal, wherever the frame's bytes came from.
+    fn seal_tail(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        out: &mut BytesMut,
+        start: usize,
+        text_start: usize,
+    ) -> Result<usize, CryptoError> {
+        let len = out.len().saturating_sub(text_start);
+        let sealed = match out.get_mut(text_start..) {
+            Some(text) => self
+                .aead
+                .encrypt_in_place_detached(Nonce::from_slice(nonce), &[], text)
+                .ok(),
+            None => None,
+        };
+        match sealed {
+            Some(tag) => {
                 out.put_slice(&tag);
-                Ok(HEADER_LEN + body_len)
+                Ok(out.len() - start)
             }
-            Err(_) => {
+            None => {
                 out.truncate(start);
                 Err(CryptoError::TooLarge { len })
             }
