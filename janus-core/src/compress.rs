@@ -58,10 +58,17 @@ pub fn inflate(input: &[u8], max: usize) -> Result<Vec<u8>, InflateError> {
 
 /// Compresses `data` for a reply when it is at least `threshold` bytes and compression makes it
 /// smaller. Returns the bytes to send and whether they are compressed.
+#[inline]
 pub fn deflate_reply(data: Bytes, threshold: usize, strong: usize) -> (Bytes, bool) {
     if data.is_empty() || data.len() < threshold {
         return (data, false);
     }
+    deflate(data, strong)
+}
+
+/// [`deflate_reply`] past the threshold check (kept out of line: most replies are small).
+#[inline(never)]
+fn deflate(data: Bytes, strong: usize) -> (Bytes, bool) {
     let level = if data.len() >= strong {
         Compression::default()
     } else {

@@ -13,12 +13,17 @@ use aes_gcm::{
     Aes256Gcm, KeyInit, Nonce, Tag,
     aead::{AeadInPlace, generic_array::GenericArray},
 };
+use core::ops::Range;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 #[cfg_attr(fuzzing, allow(unused_imports))]
 use ed25519_dalek::{Signer as _, Verifier as _};
 use prost::Message;
 
-use crate::frame::{self, HEADER_LEN};
+use crate::{
+    codec::{MAX_HEAD, PacketEncoding},
+    frame::{self, HEADER_LEN},
+};
 
 /// AES-GCM nonce length, prepended to every sealed packet.
 pub const NONCE_LEN: usize = 12;
@@ -122,30 +127,81 @@ impl PacketCipher {
         write: impl FnOnce(&mut BytesMut),
     ) -> Result<usize, CryptoError> {
         let body_len = len + SEAL_OVERHEAD;
+        let header = frame::header(body_len).map_err(|_| CryptoError::TooLarge { len })?;
         let start = out.len();
         out.reserve(HEADER_LEN + body_len);
-        frame::put_header(out, body_len).map_err(|_| CryptoError::TooLarge { len })?;
-        out.put_slice(&nonce);
+        // Prefix and nonce in one copy.
+        let mut prefix = [0u8; HEADER_LEN + NONCE_LEN];
+        let (prefix_len, prefix_nonce) = prefix.split_at_mut(HEADER_LEN);
+        prefix_len.copy_from_slice(&header);
+        prefix_nonce.copy_from_slice(&nonce);
+        out.put_slice(&prefix);
         let text_start = out.len();
         write(out);
-        let written = out.len() - text_start;
-        let text = out
-            .get_mut(text_start..)
-            .ok_or(CryptoError::TooLarge { len })?;
-        if written != len {
+        if out.len() - text_start != len {
             // An encoder that wrote a different length than announced would corrupt the frame.
             out.truncate(start);
             return Err(CryptoError::TooLarge { len });
         }
-        match self
-            .aead
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &[], text)
-        {
-            Ok(tag) => {
+        self.seal_tail(&nonce, out, start, text_start)
+    }
+
+    /// Appends one frame holding `packet`, sealed: [`seal_with`](Self::seal_with) with the
+    /// length prefix, the nonce and the bytes before `data` written in one copy.
+    pub(crate) fn seal_packet(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        packet: &PacketEncoding<'_>,
+        out: &mut BytesMut,
+    ) -> Result<usize, CryptoError> {
+        let len = packet.len();
+        let body_len = len + SEAL_OVERHEAD;
+        let header = frame::header(body_len).map_err(|_| CryptoError::TooLarge { len })?;
+        let start = out.len();
+        out.reserve(HEADER_LEN + body_len);
+        let mut prefix = [0u8; HEADER_LEN + NONCE_LEN + MAX_HEAD];
+        let (prefix_len, rest) = prefix.split_at_mut(HEADER_LEN);
+        let (prefix_nonce, prefix_head) = rest.split_at_mut(NONCE_LEN);
+        prefix_len.copy_from_slice(&header);
+        prefix_nonce.copy_from_slice(&nonce);
+        let head = packet.head();
+        let prefix_head = prefix_head
+            .get_mut(..head.len())
+            .ok_or(CryptoError::TooLarge { len })?;
+        prefix_head.copy_from_slice(head);
+        let prefix = prefix
+            .get(..HEADER_LEN + NONCE_LEN + head.len())
+            .ok_or(CryptoError::TooLarge { len })?;
+        out.put_slice(prefix);
+        out.put_slice(packet.data());
+        out.put_slice(packet.tail());
+        self.seal_tail(&nonce, out, start, start + HEADER_LEN + NONCE_LEN)
+    }
+
+    /// Encrypts the plaintext at `out[text_start..]` in place and appends the tag; returns the
+    /// length of the frame that starts at `out[start]`. On failure the frame is removed. The one
+    /// call of the cipher's seal, wherever the frame's bytes came from.
+    fn seal_tail(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        out: &mut BytesMut,
+        start: usize,
+        text_start: usize,
+    ) -> Result<usize, CryptoError> {
+        let len = out.len().saturating_sub(text_start);
+        let sealed = match out.get_mut(text_start..) {
+            Some(text) => self
+                .aead
+                .encrypt_in_place_detached(Nonce::from_slice(nonce), &[], text)
+                .ok(),
+            None => None,
+        };
+        match sealed {
+            Some(tag) => {
                 out.put_slice(&tag);
-                Ok(HEADER_LEN + body_len)
+                Ok(out.len() - start)
             }
-            Err(_) => {
+            None => {
                 out.truncate(start);
                 Err(CryptoError::TooLarge { len })
             }
@@ -154,7 +210,21 @@ impl PacketCipher {
 
     /// Opens a sealed body (`nonce ‖ ciphertext ‖ tag`) in place and returns the plaintext, a view
     /// into the same allocation (no copy, no reference-count traffic beyond the freeze).
-    pub fn open(&self, mut body: BytesMut) -> Result<Bytes, CryptoError> {
+    pub fn open(&self, body: BytesMut) -> Result<Bytes, CryptoError> {
+        self.open_mut(body).map(BytesMut::freeze)
+    }
+
+    /// [`open`](Self::open), leaving the plaintext mutable: the body itself, narrowed.
+    pub fn open_mut(&self, mut body: BytesMut) -> Result<BytesMut, CryptoError> {
+        let text = self.open_within(&mut body)?;
+        body.truncate(text.end);
+        body.advance(text.start);
+        Ok(body)
+    }
+
+    /// Opens the sealed body `body` in place; returns where the plaintext is in it (callers
+    /// narrow their buffer once, to what they keep of the plaintext).
+    pub(crate) fn open_within(&self, body: &mut [u8]) -> Result<Range<usize>, CryptoError> {
         let len = body.len();
         let text_len = len
             .checked_sub(SEAL_OVERHEAD)
@@ -162,9 +232,7 @@ impl PacketCipher {
         let (nonce, rest) = body.split_at_mut(NONCE_LEN);
         let (text, tag) = rest.split_at_mut(text_len);
         self.open_in_place(nonce, text, tag)?;
-        body.truncate(NONCE_LEN + text_len);
-        body.advance(NONCE_LEN);
-        Ok(body.freeze())
+        Ok(NONCE_LEN..NONCE_LEN + text_len)
     }
 
     #[cfg(not(fuzzing))]

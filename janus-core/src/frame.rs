@@ -31,18 +31,28 @@ pub enum FrameError {
     TooLarge { len: usize, max: usize },
 }
 
-/// One frame body, complete and within the limits it was decoded with.
+/// One frame, complete and within the limits it was decoded with.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Frame(BytesMut);
+pub struct Frame(
+    /// The length prefix and the body: the prefix is skipped lazily, so a frame that is decrypted
+    /// and decoded in place moves its buffer's start once, to the payload.
+    BytesMut,
+);
 
 impl Frame {
     /// The body bytes (without the length prefix).
     pub fn body(&self) -> &[u8] {
-        &self.0
+        self.0.get(HEADER_LEN..).unwrap_or_default()
     }
 
     /// The body, to decrypt in place or decode.
-    pub fn into_body(self) -> BytesMut {
+    pub fn into_body(mut self) -> BytesMut {
+        self.0.advance(HEADER_LEN);
+        self.0
+    }
+
+    /// The frame with its length prefix: the body is `[HEADER_LEN..]`.
+    pub(crate) fn into_framed(self) -> BytesMut {
         self.0
     }
 }
@@ -102,8 +112,21 @@ impl FrameDecoder {
         if buf.len() < HEADER_LEN + len {
             return Ok(None);
         }
-        buf.advance(HEADER_LEN);
-        Ok(Some(Frame(buf.split_to(len))))
+        Ok(Some(Frame(buf.split_to(HEADER_LEN + len))))
+    }
+
+    /// Like [`decode`](Self::decode), but a frame that is all of `buf` takes `buf`'s storage
+    /// itself instead of being split off it: no reference count is touched, and `buf` is left
+    /// empty, without capacity. For a buffer handed over for good (a socket read), not for one
+    /// kept and refilled.
+    pub fn decode_owned(&self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        let Some(len) = self.peek_len(buf)? else {
+            return Ok(None);
+        };
+        if buf.len() == HEADER_LEN + len {
+            return Ok(Some(Frame(core::mem::take(buf))));
+        }
+        self.decode(buf)
     }
 }
 
@@ -131,6 +154,14 @@ pub const fn wire_len(body_len: usize) -> usize {
 /// The caller has checked `len` against its frame limit; a body over `i32::MAX` bytes cannot be
 /// framed, so it is refused rather than written with a wrapped length.
 pub fn put_header(out: &mut impl BufMut, len: usize) -> Result<(), FrameError> {
+    out.put_slice(&header(len)?);
+    Ok(())
+}
+
+/// The length prefix of a `len`-byte body, for a caller that writes it along with other bytes
+/// (see [`put_header`]).
+#[inline]
+pub fn header(len: usize) -> Result<[u8; HEADER_LEN], FrameError> {
     let prefix = i32::try_from(len).map_err(|_| FrameError::TooLarge {
         len,
         max: i32::MAX as usize,
@@ -138,8 +169,7 @@ pub fn put_header(out: &mut impl BufMut, len: usize) -> Result<(), FrameError> {
     if prefix == 0 {
         return Err(FrameError::Empty);
     }
-    out.put_i32(prefix);
-    Ok(())
+    Ok(prefix.to_be_bytes())
 }
 
 /// Appends a frame holding `body` to `out`: the plaintext frames (handshake, unencrypted mode);

@@ -1,6 +1,6 @@
 //! Module id → tunnel kind, and the oid rule that turns a packet's `obj` into a tunnel key.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use super::{RouteError, keys::tunnel_method};
 use crate::system::ROOM_MODULE;
@@ -121,8 +121,9 @@ impl KindEntry {
 pub struct RouteTable {
     /// Indexed by `TunnelKind::id`.
     kinds: Vec<KindEntry>,
-    /// Modules not listed here go to [`TunnelKind::PLAYER`].
-    modules: BTreeMap<i32, TunnelKind>,
+    /// Modules not listed here go to [`TunnelKind::PLAYER`]; sorted by module. A handful of
+    /// entries, looked up for every packet: a binary search over a flat array beats a tree.
+    modules: Vec<(i32, TunnelKind)>,
 }
 
 impl Default for RouteTable {
@@ -139,7 +140,7 @@ impl RouteTable {
             KindEntry::new("player", OidRule::SessionUid),
             KindEntry::new("room", OidRule::Object),
         ];
-        let modules = BTreeMap::from([(ROOM_MODULE, TunnelKind::ROOM)]);
+        let modules = vec![(ROOM_MODULE, TunnelKind::ROOM)];
         RouteTable { kinds, modules }
     }
 
@@ -169,11 +170,19 @@ impl RouteTable {
         if !self.contains(kind) {
             return Err(RouteConfigError::UnknownKind { kind });
         }
-        if kind == TunnelKind::PLAYER {
-            // The implicit default; keeping the map minimal keeps lookups short.
-            self.modules.remove(&module);
-        } else {
-            self.modules.insert(module, kind);
+        let at = self.modules.binary_search_by_key(&module, |&(m, _)| m);
+        match (at, kind == TunnelKind::PLAYER) {
+            // The implicit default; keeping the table minimal keeps lookups short.
+            (Ok(i), true) => {
+                self.modules.remove(i);
+            }
+            (Err(_), true) => {}
+            (Ok(i), false) => {
+                if let Some(entry) = self.modules.get_mut(i) {
+                    entry.1 = kind;
+                }
+            }
+            (Err(i), false) => self.modules.insert(i, (module, kind)),
         }
         Ok(())
     }
@@ -217,10 +226,13 @@ impl RouteTable {
 
     /// The kind a module's packets go to.
     pub fn kind_for_module(&self, module: i32) -> TunnelKind {
-        self.modules
-            .get(&module)
-            .copied()
-            .unwrap_or(TunnelKind::PLAYER)
+        match self.modules.binary_search_by_key(&module, |&(m, _)| m) {
+            Ok(i) => self
+                .modules
+                .get(i)
+                .map_or(TunnelKind::PLAYER, |&(_, kind)| kind),
+            Err(_) => TunnelKind::PLAYER,
+        }
     }
 
     /// Routes one client packet of session `uid`: the tunnel it goes on and the `obj` to forward.
@@ -397,6 +409,26 @@ mod tests {
     }
 
     proptest! {
+        /// The module table answers as a map would, whatever order modules are mapped in.
+        #[test]
+        fn module_table_behaves_as_a_map(ops in proptest::collection::vec((-3i32..12, 0u8..3), 0..40)) {
+            let mut table = RouteTable::new();
+            let team = table.add_kind("team", OidRule::Object).unwrap();
+            let kinds = [TunnelKind::PLAYER, TunnelKind::ROOM, team];
+            let mut model = std::collections::BTreeMap::from([(ROOM_MODULE, TunnelKind::ROOM)]);
+            for (module, k) in ops {
+                let kind = kinds[usize::from(k)];
+                table.map_module(module, kind).unwrap();
+                model.insert(module, kind);
+            }
+            for module in -4..13 {
+                let expected = model.get(&module).copied().unwrap_or(TunnelKind::PLAYER);
+                prop_assert_eq!(table.kind_for_module(module), expected);
+            }
+            prop_assert!(table.modules.windows(2).all(|w| w[0].0 < w[1].0));
+            prop_assert!(table.modules.iter().all(|&(_, kind)| kind != TunnelKind::PLAYER));
+        }
+
         /// Whatever a client sends, a player tunnel is only ever keyed by its own uid.
         #[test]
         fn player_tunnels_are_always_the_session_uid(module: i32, obj: i64, uid: i64) {

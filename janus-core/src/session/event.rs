@@ -1,6 +1,6 @@
 //! What a session hands to its adapter.
 
-use std::sync::Arc;
+use std::{collections::VecDeque, sync::Arc};
 
 use bytes::Bytes;
 use janus_proto::{player, room};
@@ -115,6 +115,67 @@ pub enum Event {
     /// The session is over: write out what [`poll_transmit`](super::Session::poll_transmit)
     /// still returns, then close the connection. No event follows.
     Closed(CloseReason),
+}
+
+/// The session's events, in the order they happened. A forward, most of the traffic, skips the
+/// queue when the queue is empty: it waits in a slot that is polled first. The slot is only
+/// filled while the queue is empty, so whatever it holds is older than everything queued.
+#[derive(Debug, Default)]
+pub(super) struct Events {
+    forward: Option<(TunnelId, TunnelMessage)>,
+    queue: VecDeque<Event>,
+}
+
+impl Events {
+    /// Queues an event.
+    pub fn push(&mut self, event: Event) {
+        self.queue.push_back(event);
+    }
+
+    /// Queues [`Event::Forward`].
+    #[inline]
+    pub fn forward(&mut self, tunnel: TunnelId, message: TunnelMessage) {
+        if self.forward.is_none() && self.queue.is_empty() {
+            self.forward = Some((tunnel, message));
+        } else {
+            self.queue.push_back(Event::Forward { tunnel, message });
+        }
+    }
+
+    /// The oldest event when it is the forward in the slot.
+    #[inline]
+    pub fn take_forward(&mut self) -> Option<(TunnelId, TunnelMessage)> {
+        self.forward.take()
+    }
+
+    /// The oldest event.
+    #[inline(never)]
+    pub fn pop(&mut self) -> Option<Event> {
+        match self.forward.take() {
+            Some((tunnel, message)) => Some(Event::Forward { tunnel, message }),
+            None => self.queue.pop_front(),
+        }
+    }
+
+    /// Whether no event is waiting.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.forward.is_none() && self.queue.is_empty()
+    }
+
+    /// Whether the queue holds memory that [`release`](Self::release) would give back.
+    #[inline]
+    pub fn holds_memory(&self) -> bool {
+        self.queue.capacity() > 0
+    }
+
+    /// Gives the queue's memory back when it is empty.
+    #[cold]
+    pub fn release(&mut self) {
+        if self.queue.is_empty() {
+            self.queue = VecDeque::new();
+        }
+    }
 }
 
 /// The `x-md-global-*` request metadata of a tunnel (spec §4.4): built once per tunnel from the

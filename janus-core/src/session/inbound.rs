@@ -1,14 +1,21 @@
 //! A client packet on an established session: open, decode, check, route, forward.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use janus_proto::packet::Packet;
 
-use super::{Event, Session, State, TunnelMessage, fail_pending, link::Link, link::Pending};
-use crate::{CloseReason, Time, codec, compress::inflate, route::RouteError, system};
+use super::{Session, State, TunnelMessage, fail_pending, link::Pending};
+use crate::{
+    CloseReason, Time, codec,
+    compress::inflate,
+    frame::{Frame, HEADER_LEN},
+    route::RouteError,
+    system,
+};
 
 impl Session {
     /// One frame from an authenticated client. Every failure closes the session with its own
     /// reason, except a request the routing cannot serve, which is answered with an error.
-    pub(super) fn handle_packet(&mut self, now: Time, body: BytesMut) {
+    pub(super) fn handle_packet(&mut self, now: Time, frame: Frame) {
         let Self {
             config,
             context,
@@ -20,16 +27,21 @@ impl Session {
         let State::Established(link) = state else {
             return;
         };
-        let plaintext = match &mut link.sealer {
-            Some(sealer) => match sealer.cipher().open(body) {
+        // Opened and decoded in place; the buffer is narrowed once, to the payload.
+        let mut framed = frame.into_framed();
+        let body = framed.get_mut(HEADER_LEN..).unwrap_or_default();
+        let text = match &mut link.sealer {
+            Some(sealer) => match sealer.cipher().open_within(body) {
                 Ok(text) => text,
                 Err(_) => return self.close(now, CloseReason::DecryptFailed),
             },
-            None => body.freeze(),
+            None => 0..body.len(),
         };
-        let Ok(packet) = codec::decode_packet(plaintext) else {
+        let text = HEADER_LEN + text.start..HEADER_LEN + text.end;
+        let mut packet = Packet::default();
+        if codec::decode_packet_into(framed, text, &mut packet).is_err() {
             return self.close(now, CloseReason::MalformedPacket);
-        };
+        }
         if let Some(rate) = &mut link.rate {
             if rate.check(now).is_err() {
                 return self.close(now, CloseReason::RateLimited);
@@ -76,11 +88,11 @@ impl Session {
             module: packet.r#mod,
             seq: packet.seq,
         };
-        link.forwarded(slot, now, pending, config.session.max_pending);
-        let Some(tunnel) = link.tunnels.get(slot).map(|t| t.id) else {
+        let Some((tunnel, object_kind)) =
+            link.forwarded(slot, now, pending, config.session.max_pending)
+        else {
             return;
         };
-        let object_kind = Link::is_object_kind(config, key);
         let message = TunnelMessage {
             data,
             data_version: packet.data_version,
@@ -93,7 +105,7 @@ impl Session {
             frag_count: if object_kind { packet.frag_count } else { 0 },
             frag_index: if object_kind { packet.frag_index } else { 0 },
         };
-        events.push_back(Event::Forward { tunnel, message });
+        events.forward(tunnel, message);
         // Answers to an evicted tunnel's requests count against the budget like any reply.
         self.check_budget(now);
     }

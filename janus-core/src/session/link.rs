@@ -3,8 +3,8 @@
 use std::collections::VecDeque;
 
 use super::{
-    Event, OpenTunnel, TunnelId, TunnelLayout, context::ConnectionContext, event::metadata,
-    outbound::Sealer,
+    Event, OpenTunnel, TunnelId, TunnelLayout, context::ConnectionContext, event::Events,
+    event::metadata, outbound::Sealer,
 };
 use crate::{
     Time,
@@ -36,6 +36,9 @@ pub(super) struct Link {
 pub(super) struct Tunnel {
     pub id: TunnelId,
     pub key: TunnelKey,
+    /// Whether the kind carries the room fields (conn/frag): its oid rule is `Object`. Looked
+    /// up once, at open, instead of for every packet both ways.
+    pub object_kind: bool,
     /// For least-recently-used eviction.
     last_used: Time,
     /// Requests forwarded and not yet answered, oldest first, at most `max_pending`: if the
@@ -55,7 +58,9 @@ impl Tunnel {
     /// Forgets the request a reply answers. Replies come in order on a tunnel (the backend
     /// serialises an actor's requests), so the match is almost always at the front.
     pub fn answered(&mut self, index: i32) {
-        if let Some(i) = self.pending.iter().position(|p| p.index == index) {
+        if self.pending.front().is_some_and(|p| p.index == index) {
+            self.pending.pop_front();
+        } else if let Some(i) = self.pending.iter().position(|p| p.index == index) {
             self.pending.remove(i);
         }
     }
@@ -105,7 +110,7 @@ impl Link {
         now: Time,
         config: &ServerConfig,
         context: &ConnectionContext,
-        events: &mut VecDeque<Event>,
+        events: &mut Events,
     ) -> (usize, Option<Tunnel>) {
         if let Some(i) = self.tunnels.iter().position(|t| t.key == key) {
             return (i, None);
@@ -120,7 +125,7 @@ impl Link {
                 .map(|(i, _)| i);
             if let Some(i) = lru {
                 let tunnel = self.tunnels.swap_remove(i);
-                events.push_back(Event::CloseTunnel(tunnel.id));
+                events.push(Event::CloseTunnel(tunnel.id));
                 evicted = Some(tunnel);
             }
         }
@@ -131,7 +136,7 @@ impl Link {
         let (kind, method) = routes
             .kind_names(key.kind)
             .unwrap_or_else(|| ("".into(), "".into()));
-        events.push_back(Event::OpenTunnel(Box::new(OpenTunnel {
+        events.push(Event::OpenTunnel(Box::new(OpenTunnel {
             id,
             key,
             kind,
@@ -144,27 +149,30 @@ impl Link {
         self.tunnels.push(Tunnel {
             id,
             key,
+            object_kind: rule == OidRule::Object,
             last_used: now,
             pending: VecDeque::new(),
         });
         (self.tunnels.len() - 1, evicted)
     }
 
-    /// Records a request forwarded on tunnel `i`, so a failed stream can answer it.
-    pub fn forwarded(&mut self, i: usize, now: Time, request: Pending, max_pending: usize) {
-        if let Some(t) = self.tunnels.get_mut(i) {
-            t.last_used = now;
-            if t.pending.len() >= max_pending.max(1) {
-                // A backend that never answers some requests must not make this grow: forget
-                // the oldest (it would most likely never be answered either).
-                t.pending.pop_front();
-            }
-            t.pending.push_back(request);
+    /// Records a request forwarded on tunnel `i`, so a failed stream can answer it. Returns the
+    /// tunnel's id and whether its kind carries the room fields.
+    pub fn forwarded(
+        &mut self,
+        i: usize,
+        now: Time,
+        request: Pending,
+        max_pending: usize,
+    ) -> Option<(TunnelId, bool)> {
+        let t = self.tunnels.get_mut(i)?;
+        t.last_used = now;
+        if t.pending.len() >= max_pending.max(1) {
+            // A backend that never answers some requests must not make this grow: forget
+            // the oldest (it would most likely never be answered either).
+            t.pending.pop_front();
         }
-    }
-
-    /// Whether `key`'s kind carries the room fields (conn/frag).
-    pub fn is_object_kind(config: &ServerConfig, key: TunnelKey) -> bool {
-        config.routes.oid_rule(key.kind) == OidRule::Object
+        t.pending.push_back(request);
+        Some((t.id, t.object_kind))
     }
 }

@@ -34,13 +34,13 @@ mod inbound;
 mod link;
 mod outbound;
 mod push;
+mod reply;
 #[cfg(test)]
 mod tests;
 
 use std::{collections::VecDeque, sync::Arc};
 
 use bytes::{Bytes, BytesMut};
-use janus_proto::packet::Packet;
 use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
 use rand_core::RngCore;
 
@@ -50,16 +50,13 @@ pub use self::{
     push::{PushError, PushOutcome, PushPacket},
 };
 use self::{
+    event::Events,
     link::{Link, Pending},
     outbound::{Outbound, Sealer},
 };
 use crate::{
-    CloseReason, Time, codec,
-    compress::deflate_reply,
-    config::ServerConfig,
-    crypto::{NonceSequence, SEAL_OVERHEAD},
-    frame::FrameDecoder,
-    handshake, system,
+    CloseReason, Time, config::ServerConfig, crypto::NonceSequence, frame::FrameDecoder, handshake,
+    system,
 };
 
 /// An empty receive buffer larger than this is freed: with [`Session::handle_buf`] it is the
@@ -127,7 +124,7 @@ pub struct Session {
     state: State,
     rx: BytesMut,
     tx: Outbound,
-    events: VecDeque<Event>,
+    events: Events,
     packets_in: u64,
     bytes_in: u64,
     /// What a drain closes with ([`drain_with`](Session::drain_with)).
@@ -153,7 +150,7 @@ impl Session {
             state: State::Handshaking { deadline, seed },
             rx: BytesMut::new(),
             tx: Outbound::default(),
-            events: VecDeque::new(),
+            events: Events::default(),
             packets_in: 0,
             bytes_in: 0,
             drain_reason: CloseReason::Shutdown,
@@ -220,9 +217,7 @@ impl Session {
             self.rx = BytesMut::new();
         }
         self.tx.compact();
-        if self.events.is_empty() {
-            self.events = VecDeque::new();
-        }
+        self.events.release();
     }
 
     /// Bytes queued for the client and not yet taken by [`poll_transmit`](Self::poll_transmit).
@@ -235,7 +230,8 @@ impl Session {
         if self.accepts_input() {
             self.bytes_in += bytes.len() as u64;
             self.rx.extend_from_slice(bytes);
-            self.process_rx(now);
+            // The receive buffer is the session's own: frames are split off and it is reused.
+            self.process_rx(now, false);
         }
     }
 
@@ -249,10 +245,12 @@ impl Session {
         self.bytes_in += buf.len() as u64;
         if self.rx.is_empty() {
             self.rx = buf;
+            // The adapter's buffer: a last frame that fills it takes it whole.
+            self.process_rx(now, true);
         } else {
             self.rx.extend_from_slice(&buf);
+            self.process_rx(now, false);
         }
-        self.process_rx(now);
     }
 
     fn accepts_input(&self) -> bool {
@@ -264,14 +262,22 @@ impl Session {
         }
     }
 
-    fn process_rx(&mut self, now: Time) {
+    /// Handles every whole frame in the receive buffer. `adopted`: the buffer came from the
+    /// adapter, so a frame that is all that is left of it takes the buffer itself (no
+    /// reference-count traffic per packet) instead of being split off a buffer kept for reuse.
+    fn process_rx(&mut self, now: Time, adopted: bool) {
         while !matches!(self.state, State::Closed) {
-            match self.frames.decode(&mut self.rx) {
+            let frame = if adopted {
+                self.frames.decode_owned(&mut self.rx)
+            } else {
+                self.frames.decode(&mut self.rx)
+            };
+            match frame {
                 Ok(Some(frame)) => {
                     self.packets_in += 1;
                     match &self.state {
                         State::Handshaking { .. } => self.handle_handshake(now, frame.body()),
-                        State::Established(_) => self.handle_packet(now, frame.into_body()),
+                        State::Established(_) => self.handle_packet(now, frame),
                         State::Closed => {}
                     }
                 }
@@ -284,6 +290,7 @@ impl Session {
         }
     }
 
+    #[inline(never)]
     fn handle_handshake(&mut self, now: Time, body: &[u8]) {
         let State::Handshaking { seed, .. } = &self.state else {
             return;
@@ -301,51 +308,10 @@ impl Session {
         let link = Link::new(accepted.identity, sealer, now, &self.config);
         // The reply is plaintext: the client needs it to derive the key.
         let reply = &accepted.reply;
-        self.tx.packet(None, reply, codec::packet_len(reply));
+        self.tx.packet(None, reply);
         self.events
-            .push_back(Event::Authenticated(link.identity.clone()));
+            .push(Event::Authenticated(link.identity.clone()));
         self.state = State::Established(Box::new(link));
-    }
-
-    /// A message from the backend on tunnel `tunnel`: a reply (non-zero index) or a push (index
-    /// 0). Replies at least `compress_threshold` bytes go out zlib-compressed; one too large for
-    /// the client's frame limit is replaced by `SCServerUnexpectedErr` for the same request. A
-    /// message for a tunnel the session has closed is ignored: its requests were answered then.
-    pub fn handle_tunnel(&mut self, now: Time, tunnel: TunnelId, message: TunnelMessage) {
-        let State::Established(link) = &mut self.state else {
-            return;
-        };
-        let Some(t) = link.tunnel_mut(tunnel) else {
-            return;
-        };
-        if message.index != 0 {
-            t.answered(message.index);
-        }
-        let object_kind = Link::is_object_kind(&self.config, t.key);
-        let session = &self.config.session;
-        let (data, compress) = deflate_reply(
-            message.data,
-            session.compress_threshold,
-            session.compress_strong,
-        );
-        let packet = Packet {
-            data,
-            // Upstream drops data_version on replies (spec §3.1); the client cache needs it.
-            data_version: message.data_version,
-            obj: message.obj,
-            r#mod: message.module,
-            seq: message.seq,
-            ver: 0,
-            index: message.index,
-            conn_id: if object_kind { message.conn_id } else { 0 },
-            frag_id: if object_kind { message.frag_id } else { 0 },
-            frag_count: if object_kind { message.frag_count } else { 0 },
-            frag_index: if object_kind { message.frag_index } else { 0 },
-            compress,
-        };
-        if self.send(now, &packet) {
-            self.finish_drain_if_done(now);
-        }
     }
 
     /// The backend stream of `tunnel` ended (finished or failed). Every request still waiting for
@@ -423,7 +389,7 @@ impl Session {
             State::Established(link) => {
                 let link = *link;
                 for tunnel in &link.tunnels {
-                    self.events.push_back(Event::CloseTunnel(tunnel.id));
+                    self.events.push(Event::CloseTunnel(tunnel.id));
                 }
                 sealer = link.sealer;
             }
@@ -433,11 +399,10 @@ impl Session {
             self.tx.discard();
         } else if let Some(code) = reason.logout_code() {
             let packet = system::logout(code);
-            self.tx
-                .packet(sealer.as_mut(), &packet, codec::packet_len(&packet));
+            self.tx.packet(sealer.as_mut(), &packet);
         }
         self.rx = BytesMut::new();
-        self.events.push_back(Event::Closed(reason));
+        self.events.push(Event::Closed(reason));
     }
 
     /// A deadline passed: call when `now` reaches [`poll_timeout`](Self::poll_timeout). Calling it
@@ -471,13 +436,18 @@ impl Session {
     /// The next event for the adapter.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        let event = self.events.pop_front();
-        if event.is_none() && self.events.capacity() > 0 && self.is_quiet() {
-            // Nothing in flight (typically just after login): give the queue's memory back.
-            // A busy session keeps it, so forwarding does not allocate per packet.
-            self.events = VecDeque::new();
+        if let Some((tunnel, message)) = self.events.take_forward() {
+            return Some(Event::Forward { tunnel, message });
         }
-        event
+        if self.events.is_empty() {
+            if self.events.holds_memory() && self.is_quiet() {
+                // Nothing in flight (typically just after login): give the queue's memory
+                // back. A busy session keeps it, so forwarding does not allocate per packet.
+                self.events.release();
+            }
+            return None;
+        }
+        self.events.pop()
     }
 
     /// Authenticated with no tunnel open, or not authenticated at all.
@@ -507,34 +477,6 @@ impl Session {
         self.tx.advance(written);
     }
 
-    /// Seals and queues a packet for the client; a packet too large for the client's frame limit
-    /// is replaced by `SCServerUnexpectedErr` for the same request. Returns whether the session is
-    /// still open.
-    fn send(&mut self, now: Time, packet: &Packet) -> bool {
-        let State::Established(link) = &mut self.state else {
-            return false;
-        };
-        let overhead = if link.sealer.is_some() {
-            SEAL_OVERHEAD
-        } else {
-            0
-        };
-        let len = codec::packet_len(packet);
-        if len + overhead > self.config.session.max_frame_len {
-            let reply = system::unexpected_err(
-                packet.r#mod,
-                packet.seq,
-                packet.index,
-                "reply too large for the client frame limit",
-            );
-            self.tx
-                .packet(link.sealer.as_mut(), &reply, codec::packet_len(&reply));
-        } else {
-            self.tx.packet(link.sealer.as_mut(), packet, len);
-        }
-        self.check_budget(now)
-    }
-
     fn check_budget(&mut self, now: Time) -> bool {
         if self.tx.len() > self.config.session.outbound_budget {
             self.close(now, CloseReason::SlowConsumer);
@@ -548,6 +490,6 @@ impl Session {
 fn fail_pending(tx: &mut Outbound, mut sealer: Option<&mut Sealer>, pending: &VecDeque<Pending>) {
     for p in pending {
         let reply = system::unexpected_err(p.module, p.seq, p.index, "backend unavailable");
-        tx.packet(sealer.as_deref_mut(), &reply, codec::packet_len(&reply));
+        tx.packet(sealer.as_deref_mut(), &reply);
     }
 }

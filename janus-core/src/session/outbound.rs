@@ -5,8 +5,8 @@ use bytes::{Bytes, BytesMut};
 use janus_proto::packet::Packet;
 
 use crate::{
-    codec,
-    crypto::{NonceSequence, PacketCipher, SharedKey},
+    codec::PacketEncoding,
+    crypto::{NonceSequence, PacketCipher, SEAL_OVERHEAD, SharedKey},
     frame::{self, HEADER_LEN},
 };
 
@@ -68,24 +68,44 @@ impl Outbound {
         &self.buf
     }
 
-    /// Appends one frame holding `packet` (whose encoded length is `len`), sealed when there is
-    /// a sealer.
-    pub fn packet(&mut self, sealer: Option<&mut Sealer>, packet: &Packet, len: usize) {
+    /// Appends one frame holding `packet`, sealed when there is a sealer.
+    pub fn packet(&mut self, sealer: Option<&mut Sealer>, packet: &Packet) {
+        self.encoding(sealer, &PacketEncoding::new(packet));
+    }
+
+    /// [`packet`](Self::packet) when the frame body stays within `max_body` bytes; returns
+    /// whether it did.
+    pub fn packet_within(
+        &mut self,
+        sealer: Option<&mut Sealer>,
+        packet: &Packet,
+        max_body: usize,
+    ) -> bool {
+        let encoding = PacketEncoding::new(packet);
+        let overhead = if sealer.is_some() { SEAL_OVERHEAD } else { 0 };
+        if encoding.len() + overhead > max_body {
+            return false;
+        }
+        self.encoding(sealer, &encoding);
+        true
+    }
+
+    #[inline(always)]
+    fn encoding(&mut self, sealer: Option<&mut Sealer>, packet: &PacketEncoding<'_>) {
+        let len = packet.len();
         let written = match sealer {
             Some(sealer) => {
                 let nonce = sealer.nonces.next_nonce();
                 sealer
                     .cipher()
-                    .seal_with(nonce, len, &mut self.buf, |tx| {
-                        codec::encode_packet(packet, tx);
-                    })
+                    .seal_packet(nonce, packet, &mut self.buf)
                     .is_ok()
             }
             None => {
                 self.buf.reserve(HEADER_LEN + len);
                 let ok = frame::put_header(&mut self.buf, len).is_ok();
                 if ok {
-                    codec::encode_packet(packet, &mut self.buf);
+                    packet.write(&mut self.buf);
                 }
                 ok
             }

@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use janus_proto::{
     broadcaster::service::push::v1::PushBody,
     message::{ScServerLogout, ScServerUnexpectedErr, sc_server_logout::Code as LogoutCode},
@@ -1184,4 +1184,64 @@ fn a_compacted_session_carries_on_as_if_nothing_happened() {
     let got = packets(p.take_client_events());
     assert_eq!(got.len(), 1);
     assert_eq!((&got[0].data[..], got[0].index), (&b"reply"[..], index));
+}
+
+/// Several frames in one read: each tunnel's `OpenTunnel` still comes before its first `Forward`,
+/// forwards keep the client's order, and a close caused by a later frame comes last.
+#[test]
+fn events_keep_their_order_when_one_read_holds_many_frames() {
+    let mut config = test_server_config(true);
+    config.session.max_tunnels = 1; // the room tunnel evicts the player tunnel
+    let mut p = pair_with(config);
+    // The player tunnel is open and its events drained: the next forward takes the empty-queue
+    // slot, and what follows it must still come after it.
+    send(&mut p, 3, 1, 0, b"x");
+    assert!(
+        p.take_server_events()
+            .iter()
+            .any(|e| opened(e) == Some(player(UID)))
+    );
+    let mut stream = BytesMut::new();
+    for (module, obj) in [(3, 0), (6, 77), (3, 0)] {
+        p.client
+            .send(
+                p.now,
+                Outgoing {
+                    module,
+                    seq: 1,
+                    obj,
+                    data: Bytes::from_static(b"x"),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        stream.extend_from_slice(&p.client.poll_transmit().unwrap());
+    }
+    // A frame with a bad tag last: the session closes after forwarding the others.
+    stream.extend_from_slice(&[0, 0, 0, 40]);
+    stream.extend_from_slice(&[0xee; 40]);
+    p.server.handle_buf(p.now, stream);
+    let events: Vec<String> = std::iter::from_fn(|| p.server.poll_event())
+        .map(|e| match e {
+            Event::OpenTunnel(open) => format!("open {:?} {}", open.key.kind, open.key.oid),
+            Event::Forward { message, .. } => format!("forward {}", message.index),
+            Event::CloseTunnel(_) => "close tunnel".into(),
+            Event::Closed(reason) => format!("closed {reason:?}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "forward 2",
+            "close tunnel",
+            "open TunnelKind(1) 77",
+            "forward 3",
+            "close tunnel",
+            "open TunnelKind(0) 10001",
+            "forward 4",
+            "close tunnel",
+            "closed DecryptFailed",
+        ]
+    );
 }
