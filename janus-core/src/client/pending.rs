@@ -36,6 +36,7 @@ pub(super) enum Answered {
 
 /// The waiting requests of one established session.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(super) struct Pending {
     requests: VecDeque<Request>,
     max: usize,
