@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 CLIENTS="${CLIENTS:-1000}"
 DURATION="${DURATION:-10s}"
 PAYLOAD="${PAYLOAD:-64}"
+RAMP="${RAMP:-2s}"
 IDLE="${IDLE:-19000}"
 BIN=target/release
 OUT="${OUT:-target/bench-edge}"
@@ -29,14 +30,14 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 sut() { taskset -c 0 "$@" >"$OUT/$(basename "$1").log" 2>&1 & pids+=($!); }
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
-bench() { taskset -c 1 "$BIN/janus-bench" --threads 1 --quiet --clients "$CLIENTS" --duration "$DURATION" --ramp 2s --payload "$PAYLOAD" "$@"; }
+bench() { taskset -c 1 "$BIN/janus-bench" --threads 1 --quiet --clients "$CLIENTS" --duration "$DURATION" --ramp "$RAMP" --payload "$PAYLOAD" "$@"; }
 
 if [ "${1:-all}" = idle ]; then
     sut "$BIN/janus-edge" sink --config configs/hub.local.yaml --listen 127.0.0.1:7100
     wait_port 7100
     EDGE_THREADS=1 sut "$BIN/janus-edge" --config configs/edge.local.yaml
     wait_port 7011
-    bench --addr 127.0.0.1:7011 --mode idle --clients "$IDLE" --duration 40s --ramp 20s \
+    CLIENTS="$IDLE" DURATION=40s RAMP=20s bench --addr 127.0.0.1:7011 --mode idle \
         --metrics http://127.0.0.1:8110/metrics --json "$OUT/idle.json"
     grep -E 'TCP|Sock|FRAG' /proc/net/sockstat
     exit 0

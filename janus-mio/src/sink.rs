@@ -84,6 +84,13 @@ pub fn run(
             }
             touched.push(key);
         }
+        // Heartbeats (an idle edge would otherwise time the link out) and the hello deadline.
+        for (key, conn) in conns.iter_mut() {
+            if conn.link.poll_timeout().is_some_and(|t| t <= now) {
+                conn.link.handle_timeout(now);
+                touched.push(key);
+            }
+        }
         for key in touched {
             let Some(conn) = conns.get_mut(key) else {
                 continue;
