@@ -9,7 +9,7 @@ use janus_core::{
     route::{Backend, BreakerConfig},
 };
 
-pub use super::backends::Balancer;
+pub use super::backends::{Balancer, PoolConfig};
 use crate::cluster::redis::{RedisConfig, RedisTopology};
 use crate::{
     config::{BalancerName, Config, ConfigError, DEFAULT_DRAIN_WINDOW},
@@ -137,6 +137,8 @@ pub struct GatewaySettings {
     pub balancer: Balancer,
     /// When a failing backend is taken out of placement (`routes.breaker`).
     pub breaker: BreakerConfig,
+    /// HTTP/2 connections per backend (`limits.backend_pool`).
+    pub pool: PoolConfig,
     /// Longest a push-service call may take (`server.grpc.timeout`).
     pub grpc_timeout: Duration,
     /// Longest an admin HTTP request may take to arrive (`server.http.timeout`).
@@ -220,6 +222,7 @@ impl GatewaySettings {
             connect_timeout: CONNECT_TIMEOUT,
             balancer: Balancer::default(),
             breaker: BreakerConfig::default(),
+            pool: PoolConfig::default(),
             grpc_timeout: Duration::from_secs(5),
             http_timeout: Duration::from_secs(5),
             redis: None,
@@ -302,6 +305,10 @@ impl GatewaySettings {
                 BalancerName::LeastLoaded => Balancer::LeastLoaded,
             },
             breaker: config.routes.breaker.into(),
+            pool: PoolConfig {
+                min_connections: config.limits.backend_pool.min_connections,
+                max_connections: config.limits.backend_pool.max_connections,
+            },
             grpc_timeout: server.grpc.timeout,
             http_timeout: server.http.timeout,
             ops: OpsSettings {
