@@ -66,11 +66,8 @@ pub async fn request_drain(
     let deadline = started + wait;
     while Instant::now() < deadline {
         // Connection refused (or reset) means the process has gone; anything else, keep waiting.
-        match request(addr, "GET", "/healthz", "").await {
-            Err(DrainRequestError::Io { .. }) => {
-                return Ok(DrainOutcome::Exited(started.elapsed()));
-            }
-            Ok(_) | Err(_) => {}
+        if let Err(DrainRequestError::Io { .. }) = request(addr, "GET", "/healthz", "").await {
+            return Ok(DrainOutcome::Exited(started.elapsed()));
         }
         tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
     }
