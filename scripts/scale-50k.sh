@@ -33,10 +33,12 @@ GRPC=$((PORT_BASE + 2))
 DEMO=$((PORT_BASE + 3))
 WS=$((PORT_BASE + 4))
 
-need_files=$((SESSIONS * 2 + 10000))
+# The gateway holds one descriptor per session (the client processes fewer each).
+need_files=$((SESSIONS + 2000))
 ulimit -Hn "$need_files" 2>/dev/null || true
-ulimit -n "$need_files" || {
-  echo "scale-50k: cannot raise the open-file limit to $need_files (run as root)" >&2
+ulimit -n "$need_files" 2>/dev/null || {
+  echo "scale-50k: cannot raise the open-file limit to $need_files (hard limit $(ulimit -Hn));" \
+    "run as root with CAP_SYS_RESOURCE, or lower SESSIONS" >&2
   exit 1
 }
 

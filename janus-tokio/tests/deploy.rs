@@ -13,8 +13,9 @@ use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 use janus_tokio::config::Config;
 use serde_yaml::Value;
 
-/// Resident memory per idle authenticated session, measured with `scripts/scale-50k.sh`
-/// (README, "Running N gateways"), rounded up.
+/// Memory per session the manifests must budget: 5.7 KiB resident per idle authenticated session
+/// measured with `scripts/scale-50k.sh` (README, "Running N gateways"), doubled for kernel
+/// socket buffers (charged to the pod's memory cgroup) and busy sessions' queues.
 const MEASURED_SESSION_BYTES: u64 = 12 * 1024;
 /// The gateway's memory before any session (runtime, tables, buffers), rounded up.
 const BASE_BYTES: u64 = 64 * 1024 * 1024;
