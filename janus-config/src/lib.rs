@@ -68,11 +68,11 @@ pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
 pub use relay::{parse_relay_private_key, parse_relay_public_key};
 pub use schema::{
-    AdmissionLimits, BackendEntry, BalancerName, BreakerSettings, Compress, DEFAULT_DRAIN_WINDOW,
-    DEFAULT_MAX_LINKS, DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN, Data, Demo, Edge, Etcd,
-    GrpcServer, HttpServer, HubEntry, KcpServer, Label, Limits, LinkLimits, Log, LogFormat,
-    OidRuleName, RateLimitConfig, Redis, Relay, Routes, Secret, Server, SessionLimits, TcpServer,
-    Trace, WsServer,
+    AdmissionLimits, BackendEntry, BackendPool, BalancerName, BreakerSettings, Compress,
+    DEFAULT_DRAIN_WINDOW, DEFAULT_MAX_LINKS, DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN, Data,
+    Demo, Edge, Etcd, GrpcServer, HttpServer, HubEntry, KcpServer, Label, Limits, LinkLimits, Log,
+    LogFormat, OidRuleName, RateLimitConfig, Redis, RedisSentinel, Relay, Routes, Secret, Server,
+    SessionLimits, TcpServer, Trace, WsServer,
 };
 pub use secrets::{load_certificate_key, load_client_signing_key};
 

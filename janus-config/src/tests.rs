@@ -1302,3 +1302,113 @@ fn relay_keys_read_pem_and_base64_and_name_their_key_when_bad() {
         "{bad}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Redis topologies: standalone, cluster, sentinel
+
+#[test]
+fn redis_cluster_and_sentinel_are_settings_with_their_rules() {
+    let check = |redis: &str| {
+        let yaml = LOCAL_YAML.replace("data:\n", &format!("data:\n  redis:\n{redis}"));
+        Config::from_yaml(&yaml, &no_env)
+            .unwrap()
+            .validate_at(at(Y2030))
+    };
+    let cluster = "    addr: 10.0.0.1:6379\n    cluster: true\n    \
+                   cluster_seeds: [\"10.0.0.2:6379\", \"redis-2.internal:6379\"]\n";
+    check(cluster).unwrap();
+    let sentinel = "    password: data-pass\n    sentinel:\n      master_name: janus\n      \
+                    addrs: [\"10.0.0.5:26379\", \"10.0.0.6:26379\"]\n      password: s-pass\n";
+    check(sentinel).unwrap();
+    let yaml = LOCAL_YAML.replace("data:\n", &format!("data:\n  redis:\n{sentinel}"));
+    let c = parse(&yaml).unwrap();
+    let s = c.data.redis.as_ref().unwrap().sentinel.as_ref().unwrap();
+    assert_eq!(s.master_name, "janus");
+    assert_eq!(s.addrs, ["10.0.0.5:26379", "10.0.0.6:26379"]);
+    let shown = format!("{c:?}\n{}", c.redacted_yaml());
+    assert!(
+        !shown.contains("s-pass") && !shown.contains("data-pass"),
+        "{shown}"
+    );
+
+    let expect = |redis: &str, path: &str, needle: &str| {
+        let problems = match check(redis) {
+            Err(ConfigError::Several(all)) => all,
+            Err(one) => vec![one],
+            Ok(()) => panic!("{redis}: accepted"),
+        };
+        assert!(
+            problems.iter().any(|p| matches!(p,
+                ConfigError::Invalid { path: p, reason } if p == path && reason.contains(needle))),
+            "{redis}: {problems:?}"
+        );
+    };
+    expect(
+        "    cluster_seeds: [\"10.0.0.2:6379\"]\n",
+        "data.redis.cluster_seeds",
+        "cluster: true",
+    );
+    expect(
+        "    cluster: true\n    cluster_seeds: [\"nope\"]\n",
+        "data.redis.cluster_seeds[0]",
+        "host:port",
+    );
+    expect(
+        "    cluster: true\n    sentinel: {master_name: m, addrs: [\"s:26379\"]}\n",
+        "data.redis.sentinel",
+        "cannot be combined",
+    );
+    expect(
+        "    sentinel: {master_name: \"\", addrs: [\"s:26379\"]}\n",
+        "data.redis.sentinel.master_name",
+        "empty",
+    );
+    expect(
+        "    sentinel: {master_name: m, addrs: []}\n",
+        "data.redis.sentinel.addrs",
+        "empty",
+    );
+    expect(
+        "    sentinel: {master_name: m, addrs: [\"s\"]}\n",
+        "data.redis.sentinel.addrs[0]",
+        "host:port",
+    );
+    let (path, reason) = invalid_at(parse(
+        &LOCAL_YAML.replace("data:\n", "data:\n  redis:\n    sentinel: {master: m}\n"),
+    ));
+    assert_eq!(path, "data.redis.sentinel.master", "{reason}");
+}
+
+#[test]
+fn the_backend_pool_is_sized_by_limits() {
+    let c = parse(&LOCAL_YAML.replace(
+        "limits:\n",
+        "limits:\n  backend_pool: {min_connections: 2, max_connections: 32}\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        (
+            c.limits.backend_pool.min_connections,
+            c.limits.backend_pool.max_connections
+        ),
+        (2, 32)
+    );
+    c.validate_at(at(Y2030)).unwrap();
+    assert_eq!(Config::default().limits.backend_pool.max_connections, 64);
+    for (pool, path) in [
+        (
+            "{min_connections: 0}",
+            "limits.backend_pool.min_connections",
+        ),
+        (
+            "{min_connections: 8, max_connections: 4}",
+            "limits.backend_pool.max_connections",
+        ),
+    ] {
+        let c =
+            parse(&LOCAL_YAML.replace("limits:\n", &format!("limits:\n  backend_pool: {pool}\n")))
+                .unwrap();
+        let (p, _) = invalid_at(c.validate_at(at(Y2030)).map(|()| c.clone()));
+        assert_eq!(p, path);
+    }
+}

@@ -40,6 +40,7 @@ impl Config {
         self.check_backends(&mut p);
         self.check_limits(&mut p);
         self.check_services(&mut p);
+        self.check_backend_pool(&mut p);
         self.check_relay(&mut p.0);
         let mut problems = p.0;
         match problems.len() {
@@ -287,6 +288,20 @@ impl Config {
         }
     }
 
+    fn check_backend_pool(&self, p: &mut Problems) {
+        let pool = &self.limits.backend_pool;
+        p.at_least_one("limits.backend_pool.min_connections", pool.min_connections);
+        if pool.max_connections < pool.min_connections {
+            p.invalid(
+                "limits.backend_pool.max_connections",
+                format!(
+                    "{} is below min_connections ({})",
+                    pool.max_connections, pool.min_connections
+                ),
+            );
+        }
+    }
+
     fn check_services(&self, p: &mut Problems) {
         let d = &self.data;
         p.positive(
@@ -298,7 +313,42 @@ impl Config {
             d.app_route_table_alive_duration,
         );
         if let Some(redis) = &d.redis {
-            p.dial("data.redis.addr", &redis.addr);
+            if redis.sentinel.is_none() {
+                p.dial("data.redis.addr", &redis.addr);
+            }
+            if !redis.cluster_seeds.is_empty() && !redis.cluster {
+                p.invalid(
+                    "data.redis.cluster_seeds",
+                    "only used with data.redis.cluster: true",
+                );
+            }
+            for (i, seed) in redis.cluster_seeds.iter().enumerate() {
+                p.dial(&format!("data.redis.cluster_seeds[{i}]"), seed);
+            }
+            if let Some(sentinel) = &redis.sentinel {
+                if redis.cluster {
+                    p.invalid(
+                        "data.redis.sentinel",
+                        "cannot be combined with data.redis.cluster: true (a Redis Cluster \
+                         fails over by itself; Sentinel manages one primary/replica set)",
+                    );
+                }
+                if sentinel.master_name.trim().is_empty() {
+                    p.invalid(
+                        "data.redis.sentinel.master_name",
+                        "empty; the name the sentinels monitor the primary under",
+                    );
+                }
+                if sentinel.addrs.is_empty() {
+                    p.invalid(
+                        "data.redis.sentinel.addrs",
+                        "empty; list the sentinels (host:port each)",
+                    );
+                }
+                for (i, addr) in sentinel.addrs.iter().enumerate() {
+                    p.dial(&format!("data.redis.sentinel.addrs[{i}]"), addr);
+                }
+            }
             p.positive("data.redis.dial_timeout", redis.dial_timeout);
             p.positive("data.redis.read_timeout", redis.read_timeout);
             p.positive("data.redis.write_timeout", redis.write_timeout);

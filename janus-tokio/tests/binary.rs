@@ -336,3 +336,130 @@ async fn sighup_reloads_the_file_and_a_second_sigterm_exits_at_once() {
         "exit status {exit:?}: the drain did not finish"
     );
 }
+
+/// A client of the binary's local config, logged in as `uid`.
+async fn local_client(config_path: &std::path::Path, tcp: u16, uid: i64) -> TestClient {
+    let rand = format!("drain{uid}");
+    TestClient::tcp_with(
+        format!("127.0.0.1:{tcp}").parse().unwrap(),
+        uid,
+        dev_client(config_path, uid, &rand),
+    )
+    .await
+}
+
+/// `janus drain` against the gateway running with `config`; its exit status and stdout.
+fn janus_drain(config: &std::path::Path, wait: &str) -> (bool, String) {
+    let out = Command::new(JANUS)
+        .args(["drain", "--wait", wait, "--config"])
+        .arg(config)
+        .env("JANUS_ADMIN_TOKEN", "prestop-token")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn wait_exit(running: &mut Running, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the gateway did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The Kubernetes preStop hook (deploy/k8s): `janus drain` posts the drain with the token from
+/// the environment and waits for the exit; and the SIGTERM the kubelet sends right after a hook
+/// that did not wait belongs to the same shutdown, so the drain still logs every player out
+/// with SCServerLogout{Waiting} and the process exits 0 (not 1, as for an impatient operator's
+/// second signal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn janus_drain_is_a_prestop_hook_and_the_sigterm_after_it_does_not_cut_the_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config_path, tcp, _http) = local_config_on_free_ports(dir.path());
+    // A drain spread over 3 s: still running when the SIGTERM comes.
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    std::fs::write(
+        &config_path,
+        text.replace(
+            "limits:\n",
+            "limits:\n  drain_window: 3s\n  shutdown_grace: 10s\n",
+        ),
+    )
+    .unwrap();
+    let spawn = || {
+        Running(
+            Command::new(JANUS)
+                .arg("--config")
+                .arg(&config_path)
+                .env("JANUS_ADMIN_TOKEN", "prestop-token")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+
+    // Without the token the hook is refused, and says why (401: a token is configured).
+    let mut running = spawn();
+    wait_for_port(tcp);
+    let out = Command::new(JANUS)
+        .args(["drain", "--wait", "0s", "--config"])
+        .arg(&config_path)
+        .env_remove("JANUS_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{out:?}"
+    );
+
+    // A hook that does not wait, then the SIGTERM.
+    let mut clients = Vec::new();
+    for uid in [7101, 7102, 7103] {
+        clients.push(local_client(&config_path, tcp, uid).await);
+    }
+    let (ok, said) = janus_drain(&config_path, "0s");
+    assert!(ok && said.contains("is draining"), "{said}");
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(running.0.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for c in &mut clients {
+        let (closed, logout, _) = c.closed_after().await;
+        assert!(closed && logout == Some(LogoutCode::Waiting), "{logout:?}");
+    }
+    let exit = wait_exit(&mut running, Duration::from_secs(15));
+    assert!(exit.success(), "exit status {exit:?}");
+
+    // A hook that waits returns once the gateway has exited.
+    let mut running = spawn();
+    wait_for_port(tcp);
+    let mut c = local_client(&config_path, tcp, 7104).await;
+    let started = Instant::now();
+    let hook = std::thread::spawn({
+        let config_path = config_path.clone();
+        move || janus_drain(&config_path, "20s")
+    });
+    let (closed, logout, _) = c.closed_after().await;
+    assert!(closed && logout == Some(LogoutCode::Waiting), "{logout:?}");
+    let (ok, said) = tokio::task::spawn_blocking(move || hook.join().unwrap())
+        .await
+        .unwrap();
+    assert!(ok && said.contains("drained and exited"), "{said}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let exit = wait_exit(&mut running, Duration::from_secs(1));
+    assert!(exit.success(), "exit status {exit:?}");
+}

@@ -35,6 +35,7 @@ fn redis_config(server: &RedisServer) -> RedisConfig {
         password: String::new(),
         dial_timeout: Duration::from_secs(1),
         io_timeout: Duration::from_millis(500),
+        ..RedisConfig::default()
     }
 }
 

@@ -195,7 +195,7 @@ impl TestClient {
         Self::over_tcp(stream, uid, quiet_config(token(uid, "local"))).await
     }
 
-    async fn over_tcp(stream: TcpStream, uid: i64, config: ClientConfig) -> TestClient {
+    pub async fn over_tcp(stream: TcpStream, uid: i64, config: ClientConfig) -> TestClient {
         let local = stream.local_addr().unwrap();
         let mut c = TestClient {
             wire: Wire::Tcp(stream),

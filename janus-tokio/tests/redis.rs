@@ -29,6 +29,7 @@ fn config(server: &RedisServer) -> RedisConfig {
         password: String::new(),
         dial_timeout: Duration::from_millis(500),
         io_timeout: IO_TIMEOUT,
+        ..RedisConfig::default()
     }
 }
 

@@ -46,6 +46,33 @@ pub struct Limits {
     /// Tokens remembered to refuse a second session per token. Default 262144.
     #[serde(deserialize_with = "scalar")]
     pub replay_cache: usize,
+    /// HTTP/2 connections per backend.
+    pub backend_pool: BackendPool,
+}
+
+/// `limits.backend_pool`: the HTTP/2 connections to each backend. Every tunnel is one gRPC
+/// stream, and a connection carries at most the streams its backend advertises
+/// (`SETTINGS_MAX_CONCURRENT_STREAMS`, often 100); the pool opens connections as tunnels need
+/// them, and refuses a tunnel at once when all `max_connections` are full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendPool {
+    /// Connections kept per backend once it is used; tunnels are spread over them. Default 4.
+    #[serde(deserialize_with = "scalar")]
+    pub min_connections: usize,
+    /// Most connections per backend (so at most this × the advertised limit tunnels from one
+    /// gateway to one backend). Default 64.
+    #[serde(deserialize_with = "scalar")]
+    pub max_connections: usize,
+}
+
+impl Default for BackendPool {
+    fn default() -> Self {
+        BackendPool {
+            min_connections: 4,
+            max_connections: 64,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -56,6 +83,7 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(10),
             drain_window: DEFAULT_DRAIN_WINDOW,
             replay_cache: DEFAULT_REPLAY_CAPACITY,
+            backend_pool: BackendPool::default(),
         }
     }
 }

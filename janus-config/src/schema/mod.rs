@@ -18,7 +18,9 @@ use janus_core::{
 use serde::{Deserialize, Serialize};
 
 pub use self::{
-    limits::{AdmissionLimits, DEFAULT_DRAIN_WINDOW, Limits, RateLimitConfig, SessionLimits},
+    limits::{
+        AdmissionLimits, BackendPool, DEFAULT_DRAIN_WINDOW, Limits, RateLimitConfig, SessionLimits,
+    },
     relay::{
         DEFAULT_MAX_LINKS, DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN, Edge, HubEntry,
         LinkLimits, Relay,
@@ -270,9 +272,17 @@ pub struct Redis {
     /// Default `""`.
     #[serde(serialize_with = "ser_secret")]
     pub password: String,
-    /// A cluster client (seeded with `addr`) instead of a standalone one. Default `false`.
+    /// A Redis Cluster client seeded with `addr` and [`cluster_seeds`](Self::cluster_seeds)
+    /// instead of a standalone one. Default `false`.
     #[serde(deserialize_with = "scalar")]
     pub cluster: bool,
+    /// More cluster nodes to learn the topology from (`host:port` each), tried after `addr`, so
+    /// a gateway starts while one seed node is down. Only with `cluster: true`. Default `[]`.
+    pub cluster_seeds: Vec<String>,
+    /// Reach a primary/replica set through Redis Sentinel instead of `addr`: the gateway asks
+    /// the sentinels for the current primary and follows a failover. Excludes `cluster`.
+    /// Default: none.
+    pub sentinel: Option<RedisSentinel>,
     /// Default `2s`.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub dial_timeout: Duration,
@@ -290,6 +300,8 @@ impl Default for Redis {
             addr: "127.0.0.1:6379".into(),
             password: String::new(),
             cluster: false,
+            cluster_seeds: Vec::new(),
+            sentinel: None,
             dial_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_millis(500),
             write_timeout: Duration::from_millis(500),
@@ -303,9 +315,45 @@ impl fmt::Debug for Redis {
             .field("addr", &self.addr)
             .field("password", &redacted(&self.password))
             .field("cluster", &self.cluster)
+            .field("cluster_seeds", &self.cluster_seeds)
+            .field("sentinel", &self.sentinel)
             .field("dial_timeout", &self.dial_timeout)
             .field("read_timeout", &self.read_timeout)
             .field("write_timeout", &self.write_timeout)
+            .finish()
+    }
+}
+
+/// `data.redis.sentinel`: a Sentinel-managed primary/replica set. `data.redis.password` is the
+/// data nodes' password; the sentinels have their own.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSentinel {
+    /// The monitored set's name (`sentinel monitor <master_name> ...`). Required.
+    pub master_name: String,
+    /// The sentinels, `host:port` each (usually three or more). Required.
+    pub addrs: Vec<String>,
+    /// The sentinels' `requirepass`. Default `""` (none).
+    #[serde(serialize_with = "ser_secret")]
+    pub password: String,
+}
+
+impl Default for RedisSentinel {
+    fn default() -> Self {
+        RedisSentinel {
+            master_name: "mymaster".into(),
+            addrs: Vec::new(),
+            password: String::new(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisSentinel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSentinel")
+            .field("master_name", &self.master_name)
+            .field("addrs", &self.addrs)
+            .field("password", &redacted(&self.password))
             .finish()
     }
 }

@@ -38,6 +38,10 @@ struct Args {
     /// Name in log lines.
     #[arg(long, default_value = "demo")]
     name: String,
+    /// Advertise this SETTINGS_MAX_CONCURRENT_STREAMS per HTTP/2 connection (as a backend or
+    /// proxy limited to, e.g., 100 streams would). Unlimited when absent.
+    #[arg(long)]
+    max_concurrent_streams: Option<u32>,
 }
 
 #[tokio::main]
@@ -58,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
         push_interval: args.push_interval,
         // Nobody reads the history of a standalone process, so keep none.
         observe_capacity: 0,
+        max_concurrent_streams: args.max_concurrent_streams,
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let mut server = tokio::spawn(backend.serve(listener, async move {

@@ -1,11 +1,16 @@
 //! `janus`: the gateway.
 //!
 //! * `janus --config FILE`: run. SIGTERM/SIGINT (or `POST /admin/drain`) drain and exit 0; a
-//!   second signal during the drain exits at once (status 1). SIGHUP reloads the file.
+//!   second signal during the drain exits at once (status 1); after a drain started over the
+//!   admin API the first SIGTERM joins it (the orchestrator's, after a preStop hook). SIGHUP
+//!   reloads the file.
 //!   `--log-json` logs JSON lines whatever `log.format` says.
 //! * `janus check-config FILE`: validate a configuration and say what is wrong;
 //! * `janus keygen DIR`: make the token key and the two Ed25519 key pairs (with certificates)
 //!   for a new deployment.
+//! * `janus drain --config FILE [--wait 150s]`: ask the gateway running with FILE to drain
+//!   (`POST /admin/drain` on its `server.http.addr`, with its admin token) and wait until it has
+//!   exited: the Kubernetes `preStop` hook (deploy/k8s), no curl needed in the image.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -42,6 +47,20 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Generate the secrets of a new deployment into DIR (refuses to overwrite).
     Keygen { dir: PathBuf },
+    /// Ask the gateway running with --config to drain, and wait for it to exit (a preStop
+    /// hook). Exit status 0 once it has exited or is draining when --wait runs out.
+    Drain {
+        /// How long to wait for the gateway to exit (0: only start the drain).
+        #[arg(long, default_value = "150s", value_parser = parse_wait)]
+        wait: std::time::Duration,
+        /// The admin address, when not the configuration's `server.http.addr`.
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
+    },
+}
+
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    config::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -58,6 +77,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Drain { wait, admin }) => drain(cli.config.as_deref(), admin, wait),
         None => {
             let Some(file) = cli.config else {
                 eprintln!("janus: --config FILE is required (see --help)");
@@ -79,6 +99,71 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `janus drain`: the admin address (a wildcard listen address becomes loopback) and token come
+/// from the configuration file, as the running gateway read it.
+fn drain(
+    file: Option<&std::path::Path>,
+    admin: Option<std::net::SocketAddr>,
+    wait: std::time::Duration,
+) -> ExitCode {
+    use janus_tokio::gateway::admin::client::{DrainOutcome, request_drain};
+    let Some(file) = file else {
+        eprintln!("janus drain: --config FILE is required (the running gateway's file)");
+        return ExitCode::from(2);
+    };
+    let config = match Config::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match admin {
+        Some(a) => a,
+        None => match listen_addr("server.http.addr", &config.server.http.addr) {
+            Ok(mut a) => {
+                if a.ip().is_unspecified() {
+                    a.set_ip(if a.is_ipv4() {
+                        std::net::Ipv4Addr::LOCALHOST.into()
+                    } else {
+                        std::net::Ipv6Addr::LOCALHOST.into()
+                    });
+                }
+                a
+            }
+            Err(e) => {
+                eprintln!("janus drain: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let token = janus_tokio::gateway::settings::admin_token(&config);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("janus drain: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(request_drain(addr, &token, wait)) {
+        Ok(DrainOutcome::Exited(took)) => {
+            println!("janus drain: {addr} drained and exited after {took:.1?}");
+            ExitCode::SUCCESS
+        }
+        Ok(DrainOutcome::Draining) => {
+            println!("janus drain: {addr} is draining (still running after {wait:?})");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("janus drain: {e}");
             ExitCode::FAILURE
         }
     }
@@ -161,6 +246,9 @@ async fn serve(source: ConfigSource, log_json: bool) -> anyhow::Result<()> {
     settings.ops.telemetry = Some(telemetry.clone());
     let gateway = Gateway::start(settings).await?;
     let mut signals = Signals::new()?;
+    // Whether the drain was started by a signal: after an API drain (a preStop hook's `janus
+    // drain`), the SIGTERM the orchestrator sends next belongs to the same shutdown.
+    let mut by_signal = false;
     loop {
         tokio::select! {
             signal = signals.next() => match signal {
@@ -172,6 +260,7 @@ async fn serve(source: ConfigSource, log_json: bool) -> anyhow::Result<()> {
                 Signal::Stop => {
                     info!("shutdown signal received: draining");
                     gateway.start_drain();
+                    by_signal = true;
                     break;
                 }
             },
@@ -180,8 +269,14 @@ async fn serve(source: ConfigSource, log_json: bool) -> anyhow::Result<()> {
     }
     // A second stop signal during the drain: the operator wants out now.
     tokio::spawn(async move {
+        let mut stops = u32::from(by_signal);
         loop {
             if signals.next().await == Signal::Stop {
+                stops += 1;
+                if stops == 1 {
+                    info!("shutdown signal received: already draining (admin API)");
+                    continue;
+                }
                 warn!("second shutdown signal: exiting without finishing the drain");
                 std::process::exit(1);
             }

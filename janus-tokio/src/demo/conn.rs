@@ -38,6 +38,11 @@ pub(crate) struct Connections {
 }
 
 impl Connections {
+    /// Connections open now.
+    pub(crate) fn count(&self) -> usize {
+        self.registry().sockets.len()
+    }
+
     /// Cuts every open connection; the server keeps accepting new ones.
     pub(crate) fn reset_all(&self) -> usize {
         let sockets: Vec<_> = self.registry().sockets.drain().map(|(_, s)| s).collect();

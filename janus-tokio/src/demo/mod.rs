@@ -76,6 +76,9 @@ pub struct DemoConfig {
     /// per list, oldest dropped first; 0 keeps none. Default [`DEFAULT_OBSERVE_CAPACITY`]. Bounds
     /// the memory of a long-running demo backend.
     pub observe_capacity: usize,
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` advertised on each HTTP/2 connection (many servers
+    /// and proxies say 100). Default `None`: the HTTP/2 library's own (unlimited).
+    pub max_concurrent_streams: Option<u32>,
 }
 
 impl Default for DemoConfig {
@@ -84,6 +87,7 @@ impl Default for DemoConfig {
             name: "demo".to_owned(),
             push_interval: None,
             observe_capacity: DEFAULT_OBSERVE_CAPACITY,
+            max_concurrent_streams: None,
         }
     }
 }
@@ -225,6 +229,7 @@ impl DemoBackend {
             let _ = stop.send(true);
         };
         let result = tonic::transport::Server::builder()
+            .max_concurrent_streams(self.shared.config.max_concurrent_streams)
             .add_service(PlayerTunnelServer::new(PlayerTunnel(context.clone())))
             .add_service(RoomTunnelServer::new(RoomTunnel(context)))
             .serve_with_incoming_shutdown(conn::incoming(listener, connections), signal)
@@ -282,6 +287,11 @@ impl DemoHandle {
     /// many connections were cut.
     pub fn drop_connections(&self) -> usize {
         self.connections.reset_all()
+    }
+
+    /// HTTP/2 connections open to this backend now.
+    pub fn open_connections(&self) -> usize {
+        self.connections.count()
     }
 
     /// Stops gracefully: pushes `SCServerLogout{Waiting}` on and ends every open stream, and waits

@@ -276,7 +276,8 @@ impl Gateway {
             settings.connect_timeout,
         )?
         .with_balancer(settings.balancer)
-        .with_breaker(settings.breaker);
+        .with_breaker(settings.breaker)
+        .with_pool(settings.pool);
         if let Some(tables) = &tables {
             backends = backends.with_store(Arc::new(RedisRouteStore(tables.clone())));
         }

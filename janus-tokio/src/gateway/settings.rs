@@ -9,7 +9,8 @@ use janus_core::{
     route::{Backend, BreakerConfig},
 };
 
-pub use super::backends::Balancer;
+pub use super::backends::{Balancer, PoolConfig};
+use crate::cluster::redis::{RedisConfig, RedisTopology};
 use crate::{
     config::{BalancerName, Config, ConfigError, DEFAULT_DRAIN_WINDOW},
     telemetry::Telemetry,
@@ -136,6 +137,8 @@ pub struct GatewaySettings {
     pub balancer: Balancer,
     /// When a failing backend is taken out of placement (`routes.breaker`).
     pub breaker: BreakerConfig,
+    /// HTTP/2 connections per backend (`limits.backend_pool`).
+    pub pool: PoolConfig,
     /// Longest a push-service call may take (`server.grpc.timeout`).
     pub grpc_timeout: Duration,
     /// Longest an admin HTTP request may take to arrive (`server.http.timeout`).
@@ -219,6 +222,7 @@ impl GatewaySettings {
             connect_timeout: CONNECT_TIMEOUT,
             balancer: Balancer::default(),
             breaker: BreakerConfig::default(),
+            pool: PoolConfig::default(),
             grpc_timeout: Duration::from_secs(5),
             http_timeout: Duration::from_secs(5),
             redis: None,
@@ -239,12 +243,6 @@ impl GatewaySettings {
 
     /// Resolves the configuration: parses secrets and addresses, builds the core's config.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        if config.data.redis.as_ref().is_some_and(|r| r.cluster) {
-            // A standalone client against a Redis Cluster would fail on every MOVED reply.
-            anyhow::bail!(
-                "data.redis.cluster: Redis Cluster is not supported yet; point data.redis.addr at a standalone Redis (or a proxy)"
-            );
-        }
         let core = Arc::new(config.core_config()?);
         let server = &config.server;
         let tcp = server
@@ -288,16 +286,7 @@ impl GatewaySettings {
             route_ttl: config.data.app_route_table_alive_duration,
             admission: config.admission_config(),
             shutdown_grace: config.limits.shutdown_grace,
-            redis: config
-                .data
-                .redis
-                .as_ref()
-                .map(|r| crate::cluster::redis::RedisConfig {
-                    addr: r.addr.clone(),
-                    password: r.password.clone(),
-                    dial_timeout: r.dial_timeout,
-                    io_timeout: r.read_timeout.max(r.write_timeout),
-                }),
+            redis: config.data.redis.as_ref().map(redis_config),
             service: config.label.service.clone(),
             gate_ttl: config.data.gateway_route_table_alive_duration,
             etcd: config.etcd.as_ref().map(|e| EtcdSettings {
@@ -316,6 +305,10 @@ impl GatewaySettings {
                 BalancerName::LeastLoaded => Balancer::LeastLoaded,
             },
             breaker: config.routes.breaker.into(),
+            pool: PoolConfig {
+                min_connections: config.limits.backend_pool.min_connections,
+                max_connections: config.limits.backend_pool.max_connections,
+            },
             grpc_timeout: server.grpc.timeout,
             http_timeout: server.http.timeout,
             ops: OpsSettings {
@@ -338,6 +331,28 @@ impl GatewaySettings {
     }
 }
 
+/// `data.redis` as the client's configuration: standalone, cluster or Sentinel.
+fn redis_config(r: &crate::config::Redis) -> RedisConfig {
+    let topology = match (&r.sentinel, r.cluster) {
+        (Some(s), _) => RedisTopology::Sentinel {
+            master_name: s.master_name.clone(),
+            sentinels: s.addrs.clone(),
+            password: s.password.clone(),
+        },
+        (None, true) => RedisTopology::Cluster {
+            seeds: r.cluster_seeds.clone(),
+        },
+        (None, false) => RedisTopology::Standalone,
+    };
+    RedisConfig {
+        addr: r.addr.clone(),
+        password: r.password.clone(),
+        topology,
+        dial_timeout: r.dial_timeout,
+        io_timeout: r.read_timeout.max(r.write_timeout),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +366,45 @@ mod tests {
         assert_eq!(settings.balancer, Balancer::Wrr);
         assert_eq!(settings.breaker, BreakerConfig::default());
         assert!(settings.tcp.is_some() && settings.ws.is_some());
+    }
+
+    #[test]
+    fn redis_cluster_and_sentinel_resolve_to_their_topologies() {
+        let with = |redis: &str| {
+            let yaml =
+                crate::config::LOCAL_YAML.replace("data:\n", &format!("data:\n  redis:\n{redis}"));
+            let config =
+                crate::config::Config::from_yaml(&yaml, &|n| std::env::var(n).ok()).unwrap();
+            config.validate().unwrap();
+            GatewaySettings::from_config(&config)
+                .unwrap()
+                .redis
+                .unwrap()
+        };
+        let cluster = with(
+            "    addr: 10.0.0.1:6379\n    cluster: true\n    cluster_seeds: [\"10.0.0.2:6379\"]\n",
+        );
+        assert_eq!(cluster.addr, "10.0.0.1:6379");
+        assert_eq!(
+            cluster.topology,
+            RedisTopology::Cluster {
+                seeds: vec!["10.0.0.2:6379".into()]
+            }
+        );
+        let sentinel =
+            with("    sentinel: {master_name: janus, addrs: [\"10.0.0.5:26379\"], password: pw}\n");
+        assert_eq!(
+            sentinel.topology,
+            RedisTopology::Sentinel {
+                master_name: "janus".into(),
+                sentinels: vec!["10.0.0.5:26379".into()],
+                password: "pw".into(),
+            }
+        );
+        assert!(!format!("{sentinel:?}").contains("pw\""), "{sentinel:?}");
+        assert_eq!(
+            with("    addr: r:6379\n").topology,
+            RedisTopology::Standalone
+        );
     }
 }

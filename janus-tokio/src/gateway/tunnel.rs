@@ -171,6 +171,13 @@ async fn run<Req, Resp>(
                 }
             }
         }
+        Ok(Err(PickError::Saturated { addr, source })) => {
+            info!(backend = %addr, error = %source, "backend saturated: tunnel refused");
+            metrics
+                .backend(&open.kind, &addr)
+                .failed(TunnelFailure::Saturated);
+            true
+        }
         Ok(Err(e)) => {
             info!(color = %open.color, error = %e, "no backend for tunnel");
             if matches!(e, PickError::Table(_)) {

@@ -5,6 +5,11 @@
 //! connection is down are lost, which is why the state is reported through a `watch` channel. When it
 //! turns `true` again the gateway should re-assert what the broadcaster reads (re-write its gate keys)
 //! instead of waiting for the next renewal.
+//!
+//! Where it connects depends on the topology: the standalone server; in a cluster, one node at a
+//! time (a cluster propagates every `PUBLISH` to all nodes), moving to the next seed node after
+//! each lost or failed session; with Sentinel, the primary the sentinels name at each attempt,
+//! so after a failover it subscribes on the new primary.
 
 use std::{future::Future, pin::pin, time::Duration};
 
@@ -15,7 +20,7 @@ use rand_core::{OsRng, RngCore as _};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::{RedisConfig, RedisError, bounded};
+use super::{RedisConfig, RedisError, RedisTopology, bounded};
 
 /// First reconnect delay after a lost or failed connection.
 pub const RECONNECT_MIN: Duration = Duration::from_millis(100);
@@ -51,8 +56,9 @@ pub async fn run_subscriber(
     let mut shutdown = pin!(shutdown);
     let mut delay = RECONNECT_MIN;
     let mut undecodable: u64 = 0;
+    let mut target = Target::default();
     loop {
-        let session = session(&cfg, &channels, &out, &state, &mut undecodable);
+        let session = session(&cfg, &mut target, &channels, &out, &state, &mut undecodable);
         let end = tokio::select! {
             () = &mut shutdown => break,
             end = session => end,
@@ -67,10 +73,12 @@ pub async fn run_subscriber(
                 if was_subscribed {
                     // A session that got as far as subscribing restarts the backoff.
                     delay = RECONNECT_MIN;
-                    warn!(addr = %cfg.addr, error = %err, "redis subscription lost, reconnecting");
+                    warn!(addr = %target.addr, error = %err, "redis subscription lost, reconnecting");
                 } else {
-                    debug!(addr = %cfg.addr, error = %err, ?delay, "redis subscribe failed");
+                    debug!(addr = %target.addr, error = %err, ?delay, "redis subscribe failed");
                 }
+                // The next session tries the next node (cluster mode).
+                target.attempt = target.attempt.wrapping_add(1);
             }
         }
         tokio::select! {
@@ -82,21 +90,71 @@ pub async fn run_subscriber(
     set_state(&state, false);
 }
 
+/// Where the subscriber connects next.
+#[derive(Default)]
+struct Target {
+    /// Sessions tried so far: picks the cluster node.
+    attempt: usize,
+    /// Sentinel mode: asks for the primary, kept across sessions.
+    sentinel: Option<::redis::sentinel::SentinelClient>,
+    /// The node of the current (or last) session, for logs.
+    addr: String,
+}
+
+impl Target {
+    /// A client for the node to subscribe on.
+    async fn client(&mut self, cfg: &RedisConfig) -> Result<::redis::Client, RedisError> {
+        let client = match &cfg.topology {
+            RedisTopology::Standalone => cfg.client()?,
+            RedisTopology::Cluster { .. } => {
+                let nodes = cfg.cluster_nodes();
+                let node = nodes
+                    .get(self.attempt % nodes.len().max(1))
+                    .unwrap_or(&cfg.addr);
+                cfg.node_client(node)?
+            }
+            RedisTopology::Sentinel {
+                master_name,
+                sentinels,
+                password,
+            } => {
+                let sentinel = match &mut self.sentinel {
+                    Some(s) => s,
+                    None => self.sentinel.insert(cfg.sentinel_client(
+                        master_name,
+                        sentinels,
+                        password,
+                    )?),
+                };
+                bounded(
+                    "sentinel: find the primary",
+                    cfg.dial_timeout,
+                    sentinel.async_get_client(),
+                )
+                .await?
+            }
+        };
+        self.addr = client.get_connection_info().addr.to_string();
+        Ok(client)
+    }
+}
+
 /// One connection: connect, subscribe, forward until it breaks.
 async fn session(
     cfg: &RedisConfig,
+    target: &mut Target,
     channels: &[String],
     out: &mpsc::Sender<(String, PushMessage)>,
     state: &watch::Sender<bool>,
     undecodable: &mut u64,
 ) -> SessionEnd {
-    let pubsub = match connect(cfg, channels).await {
+    let pubsub = match connect(cfg, target, channels).await {
         Ok(p) => p,
         Err(e) => return SessionEnd::Lost(e),
     };
     let (mut sink, mut stream) = pubsub.split();
     set_state(state, true);
-    info!(addr = %cfg.addr, ?channels, "redis subscriber: subscribed");
+    info!(addr = %target.addr, ?channels, "redis subscriber: subscribed");
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.reset();
     loop {
@@ -137,9 +195,10 @@ async fn session(
 
 async fn connect(
     cfg: &RedisConfig,
+    target: &mut Target,
     channels: &[String],
 ) -> Result<::redis::aio::PubSub, RedisError> {
-    let client = cfg.client()?;
+    let client = target.client(cfg).await?;
     let mut pubsub = bounded("connect", cfg.dial_timeout, client.get_async_pubsub()).await?;
     for channel in channels {
         bounded("SUBSCRIBE", cfg.io_timeout, pubsub.subscribe(channel)).await?;

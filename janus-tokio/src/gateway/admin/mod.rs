@@ -18,6 +18,7 @@
 //! (`janus_admin_refusals_total{cause}`).
 
 mod api;
+pub mod client;
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 

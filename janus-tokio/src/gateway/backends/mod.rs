@@ -9,6 +9,8 @@
 //! backend while the entry lives. Placement is async and runs in the tunnel's own task: a slow
 //! route table never stalls a connection.
 
+mod pool;
+mod sniff;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -29,6 +31,10 @@ use janus_core::route::{
 };
 use tonic::transport::{Channel, Endpoint};
 
+pub use self::pool::{
+    ASSUMED_STREAMS, ChannelPool, DEFAULT_MAX_CONNECTIONS, DEFAULT_MIN_CONNECTIONS, PoolConfig,
+    PoolError, PoolStatus, StreamLease,
+};
 pub use self::store::{MemoryRouteStore, RouteStore};
 use crate::clock;
 
@@ -41,10 +47,6 @@ pub enum Balancer {
     /// Power of two choices on the tunnels this gateway has open to each backend.
     LeastLoaded,
 }
-
-/// HTTP/2 connections per backend: tunnels are spread over them by oid, so one slow stream's
-/// flow control cannot stall every other tunnel to that backend.
-pub const DEFAULT_CHANNELS_PER_BACKEND: usize = 4;
 
 /// Why no backend could be chosen.
 #[derive(Debug, thiserror::Error)]
@@ -62,21 +64,25 @@ pub enum PickError {
     Set(String),
     #[error("route table: {0}")]
     Table(String),
+    /// The backend's connections are all at their stream limit.
+    #[error("backend {addr}: {source}")]
+    Saturated { addr: String, source: PoolError },
 }
 
 /// One kind's backends at one moment.
 struct KindBackends {
     set: BackendSet,
     wrr: Mutex<SmoothWrr>,
-    /// Channel groups in set order (shared with earlier generations of the set).
-    channels: Vec<Arc<[Channel]>>,
+    /// Connection pools in set order (shared with earlier generations of the set).
+    channels: Vec<Arc<ChannelPool>>,
 }
 
 /// Every kind's backends and the route table.
 pub struct Backends {
     kinds: RwLock<BTreeMap<String, Arc<KindBackends>>>,
-    /// Channel groups by address, kept while the address is in some set.
-    channels: Mutex<HashMap<String, Arc<[Channel]>>>,
+    /// Connection pools by address, kept while the address is in some set.
+    channels: Mutex<HashMap<String, Arc<ChannelPool>>>,
+    pool: PoolConfig,
     /// This gateway's view of each backend's health: one that keeps failing to open tunnels is
     /// skipped for new placements until a probe succeeds.
     breakers: Mutex<HashMap<String, CircuitBreaker>>,
@@ -112,6 +118,8 @@ pub struct BackendStatus {
     pub healthy: bool,
     /// Tunnels this gateway has open to it (every kind).
     pub tunnels: u32,
+    /// Its HTTP/2 connections: how many, streams in use, the limit it advertised.
+    pub pool: PoolStatus,
 }
 
 /// A chosen backend. Report how opening the tunnel went with [`Backends::report`]; keep it for
@@ -120,6 +128,8 @@ pub struct BackendStatus {
 pub struct Picked {
     pub addr: String,
     pub channel: Channel,
+    /// The stream's place on `channel`'s connection.
+    _stream: StreamLease,
     permit: Option<Permit>,
     load: Arc<AtomicU32>,
 }
@@ -142,6 +152,7 @@ impl Backends {
         let backends = Self {
             kinds: RwLock::new(BTreeMap::new()),
             channels: Mutex::new(HashMap::new()),
+            pool: PoolConfig::default(),
             breakers: Mutex::new(HashMap::new()),
             breaker: BreakerConfig::default(),
             loads: Mutex::new(HashMap::new()),
@@ -178,6 +189,29 @@ impl Backends {
         self
     }
 
+    /// Sizes every backend's connection pool (before any backend is used: pools made
+    /// earlier keep their size).
+    #[must_use]
+    pub fn with_pool(mut self, pool: PoolConfig) -> Self {
+        self.pool = pool;
+        self.channels
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let kinds: Vec<(String, Vec<Backend>)> = self
+            .kinds
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, kb)| (k.clone(), kb.set.backends().to_vec()))
+            .collect();
+        for (kind, specs) in kinds {
+            // The same specs built the set before, so they build it again.
+            let _ = self.set(&kind, &specs);
+        }
+        self
+    }
+
     /// Tunes every backend's breaker.
     #[must_use]
     pub fn with_breaker(mut self, breaker: BreakerConfig) -> Self {
@@ -196,7 +230,7 @@ impl Backends {
         loads.get(addr).map_or(0, |l| l.load(Ordering::Relaxed))
     }
 
-    fn channel_group(&self, addr: &str) -> Result<Arc<[Channel]>, PickError> {
+    fn channel_group(&self, addr: &str) -> Result<Arc<ChannelPool>, PickError> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(group) = channels.get(addr) {
             return Ok(Arc::clone(group));
@@ -210,9 +244,7 @@ impl Backends {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10));
-        let group: Arc<[Channel]> = (0..DEFAULT_CHANNELS_PER_BACKEND)
-            .map(|_| endpoint.connect_lazy())
-            .collect();
+        let group = ChannelPool::new(endpoint, self.pool);
         channels.insert(addr.to_owned(), Arc::clone(&group));
         Ok(group)
     }
@@ -343,15 +375,14 @@ impl Backends {
         let backend = kb.set.get(index).ok_or(RouteError::NoBackend {
             color: color.to_owned(),
         })?;
-        let group = kb.channels.get(index).ok_or(RouteError::NoBackend {
+        let pool = kb.channels.get(index).ok_or(RouteError::NoBackend {
             color: color.to_owned(),
         })?;
-        let channel = group
-            .get((oid.unsigned_abs() % group.len().max(1) as u64) as usize)
-            .cloned()
-            .ok_or(RouteError::NoBackend {
-                color: color.to_owned(),
-            })?;
+        let stream = pool.acquire().map_err(|source| PickError::Saturated {
+            addr: backend.addr.clone(),
+            source,
+        })?;
+        let channel = stream.channel();
         let permit = {
             let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
             let breaker = breakers
@@ -364,6 +395,7 @@ impl Backends {
         Ok(Picked {
             addr: backend.addr.clone(),
             channel,
+            _stream: stream,
             permit,
             load,
         })
@@ -412,12 +444,21 @@ impl Backends {
                     breaker,
                     healthy: breaker != "open",
                     tunnels: 0,
+                    pool: PoolStatus::default(),
                 });
             }
         }
         drop(breakers);
+        let pools = self
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for status in &mut out {
             status.tunnels = self.load(&status.addr);
+            if let Some(pool) = pools.get(&status.addr) {
+                status.pool = pool.status();
+            }
         }
         out
     }

@@ -135,6 +135,9 @@ label_enum!(
         Open => "open",
         /// The stream ended with an error after it opened.
         Stream => "stream",
+        /// Every HTTP/2 connection to the backend was at its advertised stream limit and the
+        /// pool at its maximum: the tunnel failed at once instead of queueing.
+        Saturated => "saturated",
     }
 );
 
