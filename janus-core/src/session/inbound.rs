@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use janus_proto::packet::Packet;
 
-use super::{Session, State, TunnelMessage, fail_pending, link::Pending};
+use super::{Session, State, TunnelMessage, fail_pending, filters, link::Pending};
 use crate::{
     CloseReason, Time, codec,
     compress::inflate,
@@ -59,13 +59,23 @@ impl Session {
                 Err(_) => return self.close(now, CloseReason::DecompressFailed),
             }
         } else {
-            packet.data
+            std::mem::take(&mut packet.data)
         };
 
-        let routed = match config
-            .routes
-            .route(packet.r#mod, packet.obj, link.identity.uid)
-        {
+        // Filters (`crate::filter`): after the index check and inflation, before routing.
+        let (module, seq, data, kind) = match link.filters.as_deref_mut() {
+            None => (packet.r#mod, packet.seq, data, None),
+            Some(filters) => {
+                let uid = &link.identity;
+                match filters::inbound(config, context, uid, filters, &packet, data, now) {
+                    Ok(forward) => forward,
+                    Err(stopped) => return self.stopped(now, &packet, stopped),
+                }
+            }
+        };
+
+        let kind = kind.unwrap_or_else(|| config.routes.kind_for_module(module));
+        let routed = match config.routes.route_to(kind, packet.obj, link.identity.uid) {
             Ok(routed) => routed,
             Err(RouteError::ObjectNotOwned { .. }) => {
                 return self.close(now, CloseReason::ObjectNotOwned);
@@ -97,8 +107,8 @@ impl Session {
             data,
             data_version: packet.data_version,
             obj: routed.obj,
-            module: packet.r#mod,
-            seq: packet.seq,
+            module,
+            seq,
             index: packet.index,
             conn_id: if object_kind { packet.conn_id } else { 0 },
             frag_id: if object_kind { packet.frag_id } else { 0 },

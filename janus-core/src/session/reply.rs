@@ -4,7 +4,7 @@
 use janus_proto::packet::Packet;
 
 use super::{
-    Session, State, TunnelId, TunnelMessage,
+    Session, State, TunnelId, TunnelMessage, filters,
     outbound::{Outbound, Sealer},
 };
 use crate::{Time, compress::deflate_reply, system};
@@ -16,7 +16,11 @@ impl Session {
     /// message for a tunnel the session has closed is ignored: its requests were answered then.
     pub fn handle_tunnel(&mut self, now: Time, tunnel: TunnelId, message: TunnelMessage) {
         let Self {
-            config, state, tx, ..
+            config,
+            context,
+            state,
+            tx,
+            ..
         } = self;
         let State::Established(link) = state else {
             return;
@@ -28,6 +32,17 @@ impl Session {
             t.answered(message.index);
         }
         let object_kind = t.object_kind;
+        // Filters (`crate::filter`): before compression and sealing.
+        let message = match link.filters.as_deref_mut() {
+            None => message,
+            Some(filters) => {
+                let id = &link.identity;
+                match filters::reply(config, context, id, filters, message, now) {
+                    Ok(message) => message,
+                    Err(stopped) => return self.stopped_reply(now, stopped),
+                }
+            }
+        };
         let session = &config.session;
         let (data, compress) = deflate_reply(
             message.data,

@@ -1,0 +1,224 @@
+//! The session's side of the filter chain ([`crate::filter`]): the hooks run from the handshake,
+//! packet, reply, push and close paths, and what each decision does to the session. Kept here so
+//! those paths carry one branch each, taken only when the chain gives the session state.
+
+use bytes::Bytes;
+use janus_proto::{message::sc_server_logout::Code as LogoutCode, packet::Packet};
+
+use super::{PushOutcome, PushPacket, Session, State, TunnelMessage};
+use crate::{
+    CloseReason, Time, codec,
+    config::ServerConfig,
+    filter::{
+        ClientPacket, FilterChain, Hooks, InboundStep, OutboundStep, ServerPacket, SessionFilters,
+        SessionView,
+    },
+    handshake::Identity,
+    route::TunnelKind,
+    session::ConnectionContext,
+    system,
+};
+
+/// Why the chain stopped a packet.
+#[derive(Debug)]
+pub(super) enum Stopped {
+    /// Answer the request with this error.
+    Reject(std::borrow::Cow<'static, str>),
+    /// Nothing more to do.
+    Drop,
+    /// Close the session.
+    Close(CloseReason, Option<LogoutCode>),
+}
+
+/// What a client packet becomes after the chain: module, seq, data and the tunnel kind a filter
+/// chose (if any).
+pub(super) type Forward = (i32, i32, Bytes, Option<TunnelKind>);
+
+/// The packet hooks for a decoded, index-checked client packet whose (inflated) payload is
+/// `data`.
+pub(super) fn inbound(
+    config: &ServerConfig,
+    context: &ConnectionContext,
+    identity: &Identity,
+    filters: &mut SessionFilters,
+    packet: &Packet,
+    data: Bytes,
+    now: Time,
+) -> Result<Forward, Stopped> {
+    let view = SessionView::new(identity, context);
+    let client = ClientPacket::new(packet.r#mod, packet.seq, packet.obj, packet.index, data);
+    match config.filters.inbound(filters, &view, client, now) {
+        InboundStep::Forward(p) => Ok(p.into_parts()),
+        InboundStep::Reject(msg) => Err(Stopped::Reject(msg)),
+        InboundStep::Drop => Err(Stopped::Drop),
+        InboundStep::Close(e) => Err(Stopped::Close(e.reason, e.code)),
+    }
+}
+
+/// The reply hooks for a backend message (before compression and sealing).
+pub(super) fn reply(
+    config: &ServerConfig,
+    context: &ConnectionContext,
+    identity: &Identity,
+    filters: &mut SessionFilters,
+    message: TunnelMessage,
+    now: Time,
+) -> Result<TunnelMessage, Stopped> {
+    if !config.filters.wants(Hooks::REPLY) {
+        return Ok(message);
+    }
+    let view = SessionView::new(identity, context);
+    let TunnelMessage {
+        data,
+        obj,
+        module,
+        seq,
+        index,
+        ..
+    } = message;
+    let server = ServerPacket::new(module, seq, obj, index, data, false);
+    match config.filters.outbound(filters, &view, server, now) {
+        OutboundStep::Send(p) => {
+            let (module, seq, obj, data) = p.into_parts();
+            Ok(TunnelMessage {
+                data,
+                obj,
+                module,
+                seq,
+                ..message
+            })
+        }
+        OutboundStep::Drop => Err(Stopped::Drop),
+        OutboundStep::Close(e) => Err(Stopped::Close(e.reason, e.code)),
+    }
+}
+
+impl Session {
+    /// The handshake hooks of an authenticated client: its filter states, or `Err` once the
+    /// session has been closed as the chain decided.
+    pub(super) fn admit(
+        &mut self,
+        now: Time,
+        identity: &Identity,
+    ) -> Result<Option<Box<SessionFilters>>, ()> {
+        let view = SessionView::new(identity, &self.context);
+        match self.config.filters.start(&view, now) {
+            Ok(filters) => Ok(filters),
+            Err(e) => {
+                self.close_as(now, e.reason, e.code);
+                Err(())
+            }
+        }
+    }
+
+    /// Carries out a stopped client packet (`packet` as the client sent it).
+    #[cold]
+    pub(super) fn stopped(&mut self, now: Time, packet: &Packet, stopped: Stopped) {
+        match stopped {
+            Stopped::Reject(msg) => {
+                // The module and seq the client sent: it matches the error to its request.
+                let reply = system::unexpected_err(packet.r#mod, packet.seq, packet.index, &msg);
+                self.send(now, &reply);
+            }
+            Stopped::Drop => {}
+            Stopped::Close(reason, code) => self.close_as(now, reason, code),
+        }
+    }
+
+    /// Carries out a stopped reply: a dropped one still answered its request.
+    #[cold]
+    pub(super) fn stopped_reply(&mut self, now: Time, stopped: Stopped) {
+        match stopped {
+            Stopped::Close(reason, code) => self.close_as(now, reason, code),
+            Stopped::Reject(_) | Stopped::Drop => self.finish_drain_if_done(now),
+        }
+    }
+
+    /// [`push`](Session::push) through the push hooks: a push the chain leaves unchanged is
+    /// sealed as encoded for every session; one it changes is encoded again for this session.
+    pub(super) fn push_filtered(&mut self, now: Time, push: &PushPacket) -> PushOutcome {
+        let Self {
+            config,
+            context,
+            state,
+            tx,
+            ..
+        } = self;
+        let State::Established(link) = state else {
+            return PushOutcome::NotEstablished;
+        };
+        let Some(filters) = link.filters.as_deref_mut() else {
+            return PushOutcome::NotEstablished;
+        };
+        // The core encoded it (or a hub did, by the same rule): it decodes.
+        let Ok(mut packet) = codec::decode_packet(push.shared()) else {
+            return PushOutcome::Dropped;
+        };
+        let view = SessionView::new(&link.identity, context);
+        let server = ServerPacket::new(
+            packet.r#mod,
+            packet.seq,
+            packet.obj,
+            0,
+            std::mem::take(&mut packet.data),
+            true,
+        );
+        match config.filters.outbound(filters, &view, server, now) {
+            OutboundStep::Send(p) if !p.is_rewritten() => {
+                tx.encoded(link.sealer.as_mut(), push.as_bytes());
+            }
+            OutboundStep::Send(p) => {
+                let (module, seq, obj, data) = p.into_parts();
+                packet.r#mod = module;
+                packet.seq = seq;
+                packet.obj = obj;
+                packet.data = data;
+                if !tx.packet_within(link.sealer.as_mut(), &packet, config.session.max_frame_len) {
+                    // Rewritten past the frame limit: a push answers no request, so it goes.
+                    return PushOutcome::Dropped;
+                }
+            }
+            OutboundStep::Drop => return PushOutcome::Dropped,
+            OutboundStep::Close(e) => {
+                self.close_as(now, e.reason, e.code);
+                return PushOutcome::Dropped;
+            }
+        }
+        if self.check_budget(now) {
+            PushOutcome::Queued
+        } else {
+            PushOutcome::Evicted
+        }
+    }
+
+    /// Asks the filters of `chain` (the gateway's configuration now, which may be newer than the
+    /// one the session started with) whether this live session may go on, after a reload or a
+    /// ban-list refresh; closes it if not ([`Filter::recheck`](crate::filter::Filter::recheck)).
+    /// Returns whether it is still open.
+    pub fn recheck(&mut self, now: Time, chain: &FilterChain) -> bool {
+        let State::Established(link) = &self.state else {
+            return !matches!(self.state, State::Closed);
+        };
+        let view = SessionView::new(&link.identity, &self.context);
+        match chain.recheck(&view, now) {
+            Some(e) => {
+                self.close_as(now, e.reason, e.code);
+                false
+            }
+            None => true,
+        }
+    }
+}
+
+/// The close hooks: each filter gets its state back with the reason.
+pub(super) fn closed(
+    config: &ServerConfig,
+    context: &ConnectionContext,
+    identity: &Identity,
+    filters: &mut SessionFilters,
+    reason: CloseReason,
+    now: Time,
+) {
+    let view = SessionView::new(identity, context);
+    config.filters.close(filters, &view, reason, now);
+}
