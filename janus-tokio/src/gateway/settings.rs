@@ -245,7 +245,9 @@ impl GatewaySettings {
                 "data.redis.cluster: Redis Cluster is not supported yet; point data.redis.addr at a standalone Redis (or a proxy)"
             );
         }
-        let core = Arc::new(config.core_config()?);
+        let mut core = config.core_config_with(&crate::filters::custom_filters())?;
+        crate::filters::prepare(&mut core.filters, None);
+        let core = Arc::new(core);
         let server = &config.server;
         let tcp = server
             .tcp
