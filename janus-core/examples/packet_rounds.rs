@@ -10,7 +10,9 @@
 //!
 //! Only `round_trips` is counted: the client seals every frame beforehand, as in the benchmark.
 //! Arguments: payload size in bytes (default 512), round trips (default 10000), and `raw` to count
-//! the benchmark's reference instead (one AES-256-GCM open plus one seal of the payload size), or
+//! the benchmark's reference instead (one AES-256-GCM open plus one seal of the payload size),
+//! `pass` to run the session with one pass-through filter on packets and replies (the cost of a
+//! filter call; the default runs the empty chain), or
 //! `time` to time both, interleaved in batches of 128, and print the fastest batch of each: a rough
 //! ratio that survives a busy machine better than means do (criterion's figures are the ones to
 //! quote).
@@ -23,6 +25,7 @@ use bytes::{Bytes, BytesMut};
 use janus_core::{
     Time,
     client::{ClientSession, Outgoing},
+    filter::{Admit, ClientPacket, Filter, FilterError, Hooks, PacketVerdict, SessionView},
     session::{Event, Session, TunnelMessage},
     testing::{test_client_config, test_context, test_server_config, test_token},
 };
@@ -86,6 +89,32 @@ fn round_trips_raw(size: usize, rounds: usize) {
     }
 }
 
+/// Lets everything through.
+#[derive(Debug)]
+struct PassThrough;
+
+impl Filter for PassThrough {
+    type State = ();
+    fn name(&self) -> &str {
+        "pass"
+    }
+    fn hooks(&self) -> Hooks {
+        Hooks::PACKET | Hooks::REPLY
+    }
+    fn on_handshake(&self, _: &SessionView<'_>, _: Time) -> Result<Admit<()>, FilterError> {
+        Ok(Admit::Accept(()))
+    }
+    fn on_packet(
+        &self,
+        _: &mut (),
+        _: &SessionView<'_>,
+        _: &mut ClientPacket,
+        _: Time,
+    ) -> Result<PacketVerdict, FilterError> {
+        Ok(PacketVerdict::Pass)
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let size: usize = args.next().map_or(512, |a| a.parse().expect("size"));
@@ -100,6 +129,9 @@ fn main() {
     let mut config = test_server_config(true);
     config.session.compress_threshold = usize::MAX;
     config.session.outbound_budget = usize::MAX;
+    if mode.as_deref() == Some("pass") {
+        config.filters.push(PassThrough).unwrap();
+    }
     let mut server = Session::new(Arc::new(config), test_context(), t0(), [1; 32]);
     let mut client = ClientSession::new(
         &test_client_config(true, test_token(1, t0(), 1)),
