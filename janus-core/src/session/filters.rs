@@ -3,7 +3,7 @@
 //! those paths carry one branch each, taken only when the chain gives the session state.
 
 use bytes::Bytes;
-use janus_proto::{message::sc_server_logout::Code as LogoutCode, packet::Packet};
+use janus_proto::message::sc_server_logout::Code as LogoutCode;
 
 use super::{PushOutcome, PushPacket, Session, State, TunnelMessage};
 use crate::{
@@ -34,6 +34,9 @@ pub(super) enum Stopped {
 /// chose (if any).
 pub(super) type Forward = (i32, i32, Bytes, Option<TunnelKind>);
 
+/// A client packet as it was sent: module, seq, obj, index.
+pub(super) type Asked = (i32, i32, i64, i32);
+
 /// The packet hooks for a decoded, index-checked client packet whose (inflated) payload is
 /// `data`.
 pub(super) fn inbound(
@@ -41,12 +44,12 @@ pub(super) fn inbound(
     context: &ConnectionContext,
     identity: &Identity,
     filters: &mut SessionFilters,
-    packet: &Packet,
+    (module, seq, obj, index): Asked,
     data: Bytes,
     now: Time,
 ) -> Result<Forward, Stopped> {
     let view = SessionView::new(identity, context);
-    let client = ClientPacket::new(packet.r#mod, packet.seq, packet.obj, packet.index, data);
+    let client = ClientPacket::new(module, seq, obj, index, data);
     match config.filters.inbound(filters, &view, client, now) {
         InboundStep::Forward(p) => Ok(p.into_parts()),
         InboundStep::Reject(msg) => Err(Stopped::Reject(msg)),
@@ -55,38 +58,33 @@ pub(super) fn inbound(
     }
 }
 
-/// The reply hooks for a backend message (before compression and sealing).
+/// The reply hooks for a backend message (before compression and sealing), changing it in
+/// place.
 pub(super) fn reply(
     config: &ServerConfig,
     context: &ConnectionContext,
     identity: &Identity,
     filters: &mut SessionFilters,
-    message: TunnelMessage,
+    message: &mut TunnelMessage,
     now: Time,
-) -> Result<TunnelMessage, Stopped> {
+) -> Result<(), Stopped> {
     if !config.filters.wants(Hooks::REPLY) {
-        return Ok(message);
+        return Ok(());
     }
     let view = SessionView::new(identity, context);
-    let TunnelMessage {
+    let data = std::mem::take(&mut message.data);
+    let server = ServerPacket::new(
+        message.module,
+        message.seq,
+        message.obj,
+        message.index,
         data,
-        obj,
-        module,
-        seq,
-        index,
-        ..
-    } = message;
-    let server = ServerPacket::new(module, seq, obj, index, data, false);
+        false,
+    );
     match config.filters.outbound(filters, &view, server, now) {
         OutboundStep::Send(p) => {
-            let (module, seq, obj, data) = p.into_parts();
-            Ok(TunnelMessage {
-                data,
-                obj,
-                module,
-                seq,
-                ..message
-            })
+            (message.module, message.seq, message.obj, message.data) = p.into_parts();
+            Ok(())
         }
         OutboundStep::Drop => Err(Stopped::Drop),
         OutboundStep::Close(e) => Err(Stopped::Close(e.reason, e.code)),
@@ -111,13 +109,14 @@ impl Session {
         }
     }
 
-    /// Carries out a stopped client packet (`packet` as the client sent it).
+    /// Carries out a stopped client packet (`asked`: as the client sent it).
     #[cold]
-    pub(super) fn stopped(&mut self, now: Time, packet: &Packet, stopped: Stopped) {
+    pub(super) fn stopped(&mut self, now: Time, asked: Asked, stopped: Stopped) {
+        let (module, seq, _, index) = asked;
         match stopped {
             Stopped::Reject(msg) => {
                 // The module and seq the client sent: it matches the error to its request.
-                let reply = system::unexpected_err(packet.r#mod, packet.seq, packet.index, &msg);
+                let reply = system::unexpected_err(module, seq, index, &msg);
                 self.send(now, &reply);
             }
             Stopped::Drop => {}

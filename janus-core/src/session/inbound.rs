@@ -59,23 +59,33 @@ impl Session {
                 Err(_) => return self.close(now, CloseReason::DecompressFailed),
             }
         } else {
-            std::mem::take(&mut packet.data)
+            packet.data
         };
 
-        // Filters (`crate::filter`): after the index check and inflation, before routing.
-        let (module, seq, data, kind) = match link.filters.as_deref_mut() {
-            None => (packet.r#mod, packet.seq, data, None),
+        // Filters (`crate::filter`): after the index check and inflation, before routing. The
+        // path without filters is the one without this block.
+        let (mut module, mut seq, mut kind) = (packet.r#mod, packet.seq, None);
+        let data = match link.filters.as_deref_mut() {
+            None => data,
             Some(filters) => {
-                let uid = &link.identity;
-                match filters::inbound(config, context, uid, filters, &packet, data, now) {
-                    Ok(forward) => forward,
-                    Err(stopped) => return self.stopped(now, &packet, stopped),
+                let id = &link.identity;
+                let asked = (packet.r#mod, packet.seq, packet.obj, packet.index);
+                match filters::inbound(config, context, id, filters, asked, data, now) {
+                    Ok((m, s, data, k)) => {
+                        (module, seq, kind) = (m, s, k);
+                        data
+                    }
+                    Err(stopped) => return self.stopped(now, asked, stopped),
                 }
             }
         };
 
-        let kind = kind.unwrap_or_else(|| config.routes.kind_for_module(module));
-        let routed = match config.routes.route_to(kind, packet.obj, link.identity.uid) {
+        let uid = link.identity.uid;
+        let routed = match kind {
+            None => config.routes.route(module, packet.obj, uid),
+            Some(kind) => config.routes.route_to(kind, packet.obj, uid),
+        };
+        let routed = match routed {
             Ok(routed) => routed,
             Err(RouteError::ObjectNotOwned { .. }) => {
                 return self.close(now, CloseReason::ObjectNotOwned);

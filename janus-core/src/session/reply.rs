@@ -14,7 +14,7 @@ impl Session {
     /// 0). Replies at least `compress_threshold` bytes go out zlib-compressed; one too large for
     /// the client's frame limit is replaced by `SCServerUnexpectedErr` for the same request. A
     /// message for a tunnel the session has closed is ignored: its requests were answered then.
-    pub fn handle_tunnel(&mut self, now: Time, tunnel: TunnelId, message: TunnelMessage) {
+    pub fn handle_tunnel(&mut self, now: Time, tunnel: TunnelId, mut message: TunnelMessage) {
         let Self {
             config,
             context,
@@ -33,16 +33,12 @@ impl Session {
         }
         let object_kind = t.object_kind;
         // Filters (`crate::filter`): before compression and sealing.
-        let message = match link.filters.as_deref_mut() {
-            None => message,
-            Some(filters) => {
-                let id = &link.identity;
-                match filters::reply(config, context, id, filters, message, now) {
-                    Ok(message) => message,
-                    Err(stopped) => return self.stopped_reply(now, stopped),
-                }
+        if let Some(filters) = link.filters.as_deref_mut() {
+            let id = &link.identity;
+            if let Err(stopped) = filters::reply(config, context, id, filters, &mut message, now) {
+                return self.stopped_reply(now, stopped);
             }
-        };
+        }
         let session = &config.session;
         let (data, compress) = deflate_reply(
             message.data,
