@@ -158,7 +158,8 @@ fn filter_chain(c: &mut Criterion) {
     const SIZE: usize = 512;
     let mut group = c.benchmark_group("filter_chain");
     group.throughput(Throughput::Bytes(SIZE as u64));
-    let cases: [(&str, fn() -> FilterChain); 3] = [
+    type Case = (&'static str, fn() -> FilterChain);
+    let cases: [Case; 3] = [
         ("empty", FilterChain::new),
         ("pass", || {
             let mut chain = FilterChain::new();
