@@ -68,8 +68,9 @@
 //! ```
 //!
 //! Game teams compile their filters in: a crate with the filter (see `janus-filter-example` in the
-//! repository), registered under a name by a cargo feature of the gateway and the edge, and
-//! configured under `filters.custom.<name>` (the README walks through it).
+//! repository), registered under a name by a cargo feature of the gateway (janus-tokio), and
+//! configured under `filters.custom.<name>` (the README walks through it). The edge
+//! (janus-mio) runs the built-in filters of its configuration.
 //!
 //! # Decisions that need IO
 //!
@@ -78,12 +79,15 @@
 //! the whole event loop). A decision that needs an outside service is made without waiting:
 //!
 //! * **Cached: decided ahead, read at the hook.** The adapter keeps a snapshot up to date from
-//!   its IO tasks and the hook reads the snapshot. [`builtin::BanFeed`] is this pattern: the
-//!   gateway refreshes a Redis set of banned uids every few seconds into the feed, the ban
-//!   filter checks it at the handshake, and when the set changes the gateway asks every live
-//!   session to [`recheck`](Filter::recheck), so a new ban also closes sessions already open. A
-//!   lookup that fails leaves the last snapshot in force (the decision fails open or closed as
-//!   the feed's owner decides, never by stalling).
+//!   its IO tasks and the hook reads the snapshot. [`builtin::BanFeed`] is the shape of it: a
+//!   task of the embedding program refreshes the feed (say, every few seconds from a Redis set
+//!   of banned uids) and, when [`BanFeed::replace`](builtin::BanFeed::replace) says it changed,
+//!   asks every live session to [`recheck`](Filter::recheck) (janus-tokio:
+//!   `Gateway::recheck_sessions`), so a new ban also closes sessions already open; the
+//!   [`Ban`](builtin::Ban) filter reads it at the handshake. A lookup that fails leaves the last
+//!   snapshot in force (the decision fails open or closed as the feed's owner decides, never by
+//!   stalling). The configuration's own ban list (`filters.ban`) is the same pattern with the
+//!   configuration file as the source: a reload rechecks every session.
 //! * **Per session: decided once, kept in the state.** What a hook learns (an entitlement
 //!   fetched before the connection, a counter) lives in the filter's state for the session's
 //!   life; the handshake hook is the place to decide what a session may do.
@@ -100,7 +104,7 @@
 //! decides what happens to that session only:
 //!
 //! * [`FailurePolicy::CloseSession`] (the default): the session is closed with
-//!   [`CloseReason::FilterFailed`](crate::CloseReason::FilterFailed) and the client is told
+//!   [`CloseReason::FilterFailed`] and the client is told
 //!   `SCServerLogout{Server}` (a failing handshake hook refuses the session the same way);
 //! * [`FailurePolicy::Bypass`]: the filter is skipped for the rest of that session and the
 //!   packet goes on through the rest of the chain (fail open).
