@@ -746,3 +746,39 @@ fn time_is_sampled_and_counters_survive_a_reload() {
     assert!(out.contains("janus_filter_timed_seconds_total{filter=\"timed\"} 0.000003000"));
     assert!(out.contains("janus_filter_failures_total{filter=\"timed\",kind=\"panic\"} 0"));
 }
+
+#[test]
+fn a_compressed_push_is_seen_uncompressed_and_sent_compressed_again() {
+    let config = Arc::new(config_with(chain_of(Scripted {
+        rewrite: true,
+        ..scripted("stamp")
+    })));
+    let mut p = Pair::new(
+        Arc::clone(&config),
+        &test_client_config(true, test_token(UID, t0(), 1)),
+        t0(),
+    );
+    p.drive();
+    let big = vec![b'a'; 4 * config.session.compress_threshold];
+    let push = PushPacket::encode(
+        &PushBody {
+            data: Bytes::from(big.clone()),
+            r#mod: 4,
+            seq: 1,
+            ..Default::default()
+        },
+        &config,
+    )
+    .unwrap();
+    assert!(push.is_compressed());
+    let before = p.server_sent;
+    assert_eq!(p.server.push(p.now, &push), PushOutcome::Queued);
+    p.drive();
+    let got = client_packets(&p.take_client_events());
+    assert_eq!(got.len(), 1);
+    let mut expected = big.clone();
+    expected.push(b'!');
+    assert_eq!(&got[0].data[..], &expected[..]);
+    // Compressed on the wire: far smaller than the payload.
+    assert!(p.server_sent - before < big.len() / 4);
+}

@@ -2,13 +2,15 @@
 //! packet, reply, push and close paths, and what each decision does to the session. Kept here so
 //! those paths carry one branch each, taken only when the chain gives the session state.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use janus_proto::message::sc_server_logout::Code as LogoutCode;
 
 use super::{PushOutcome, PushPacket, Session, State, TunnelMessage};
 use crate::{
     CloseReason, Time, codec,
+    compress::{deflate_reply, inflate},
     config::ServerConfig,
+    crypto::SEAL_OVERHEAD,
     filter::{
         ClientPacket, FilterChain, Hooks, InboundStep, OutboundStep, ServerPacket, SessionFilters,
         SessionView,
@@ -149,10 +151,17 @@ impl Session {
         let Some(filters) = link.filters.as_deref_mut() else {
             return PushOutcome::NotEstablished;
         };
-        // The core encoded it (or a hub did, by the same rule): it decodes.
+        // The core encoded it (or a hub did, by the same rule): it decodes. Filters see the
+        // payload uncompressed, as for a reply.
         let Ok(mut packet) = codec::decode_packet(push.shared()) else {
             return PushOutcome::Dropped;
         };
+        if packet.compress {
+            match inflate(&packet.data, config.session.max_inflated_len) {
+                Ok(data) => packet.data = Bytes::from(data),
+                Err(_) => return PushOutcome::Dropped,
+            }
+        }
         let view = SessionView::new(&link.identity, context);
         let server = ServerPacket::new(
             packet.r#mod,
@@ -168,14 +177,26 @@ impl Session {
             }
             OutboundStep::Send(p) => {
                 let (module, seq, obj, data) = p.into_parts();
-                packet.r#mod = module;
-                packet.seq = seq;
-                packet.obj = obj;
-                packet.data = data;
-                if !tx.packet_within(link.sealer.as_mut(), &packet, config.session.max_frame_len) {
+                let session = &config.session;
+                let (data, compress) =
+                    deflate_reply(data, session.compress_threshold, session.compress_strong);
+                (packet.r#mod, packet.seq, packet.obj) = (module, seq, obj);
+                (packet.data, packet.compress) = (data, compress);
+                // Encoded here rather than by `Outbound::packet_within`, whose every caller
+                // weighs on how the reply path is compiled.
+                let encoding = codec::PacketEncoding::new(&packet);
+                let mut encoded = BytesMut::with_capacity(encoding.len());
+                encoding.write(&mut encoded);
+                let overhead = if link.sealer.is_some() {
+                    SEAL_OVERHEAD
+                } else {
+                    0
+                };
+                if encoded.len() + overhead > session.max_frame_len {
                     // Rewritten past the frame limit: a push answers no request, so it goes.
                     return PushOutcome::Dropped;
                 }
+                tx.encoded(link.sealer.as_mut(), &encoded);
             }
             OutboundStep::Drop => return PushOutcome::Dropped,
             OutboundStep::Close(e) => {
