@@ -454,3 +454,40 @@ async fn a_panicking_filter_closes_only_its_session_and_the_gateway_goes_on() {
         .unwrap();
     assert!(!timed.ends_with(" 0"), "{timed}");
 }
+
+#[tokio::test]
+async fn a_reload_with_a_bad_filter_changes_nothing() {
+    let demo = DemoBackend::new(Default::default())
+        .spawn_local()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("janus.yaml");
+    std::fs::write(&path, config_text(demo.addr(), "  ban: {uids: [700]}\n")).unwrap();
+    let source = ConfigSource::load(&path).unwrap();
+    let gateway = Gateway::start(GatewaySettings::from_source(source).unwrap())
+        .await
+        .unwrap();
+    let tcp = gateway.addrs().tcp.unwrap();
+
+    for (filters, key) in [
+        (
+            "  route: [{module: 9, kind: guild}]\n",
+            "filters.route[0].kind",
+        ),
+        ("  custom: {nope: {}}\n", "filters.custom.nope"),
+    ] {
+        std::fs::write(&path, config_text(demo.addr(), filters)).unwrap();
+        let e = gateway.reload().await.unwrap_err().to_string();
+        assert!(e.contains(key), "{e}");
+        // The running chain stays: uid 700 is still banned.
+        let stream = TcpStream::connect(tcp).await.unwrap();
+        let mut c = TestClient::handshake_sent(stream, 700, plain(700)).await;
+        assert!(matches!(
+            c.next_event().await,
+            Some(ClientEvent::Closed(ClientError::Handshake(
+                ClientHandshakeError::Refused(LogoutCode::Banned)
+            )))
+        ));
+    }
+}
