@@ -42,6 +42,7 @@ mod de;
 mod duration;
 mod env;
 mod error;
+mod filters;
 pub mod keygen;
 mod relay;
 mod schema;
@@ -66,12 +67,15 @@ use serde_yaml::Value;
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use error::ConfigError;
+pub use filters::{CustomFilterFn, CustomFilters};
 pub use relay::{parse_relay_private_key, parse_relay_public_key};
 pub use schema::{
-    AdmissionLimits, BackendEntry, BackendPool, BalancerName, BreakerSettings, Compress,
-    DEFAULT_DRAIN_WINDOW, DEFAULT_MAX_LINKS, DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN, Data,
-    Demo, Edge, Etcd, GrpcServer, HttpServer, HubEntry, KcpServer, Label, Limits, LinkLimits, Log,
-    LogFormat, OidRuleName, RateLimitConfig, Redis, RedisSentinel, Relay, Routes, Secret, Server,
+    AccessFilter, ActionName, AdmissionLimits, BackendEntry, BackendPool, BalancerName, BanFilter,
+    BreakerSettings, Compress, DEFAULT_DRAIN_WINDOW, DEFAULT_MAX_LINKS, DEFAULT_RECONNECT_MAX,
+    DEFAULT_RECONNECT_MIN, Data, Demo, Edge, Etcd, Filters, GrpcServer, HttpServer, HubEntry,
+    KcpServer, Label, Limits, LinkLimits, Log, LogFormat, MaxPayloadFilter, OidRuleName,
+    RateLimitConfig, RateRuleConfig, Redis, RedisSentinel, Relay, RouteRuleConfig, Routes, Secret,
+    Server,
     SessionLimits, TcpServer, Trace, WsServer,
 };
 pub use secrets::{load_certificate_key, load_client_signing_key};
@@ -113,6 +117,9 @@ pub struct Config {
     pub relay: Option<Relay>,
     /// The edge node's settings (`janus-edge`); ignored by `janus`.
     pub edge: Option<Edge>,
+    /// The filter chain: built-in filters and compiled-in custom ones. Default: none.
+    #[serde(skip_serializing_if = "Filters::is_empty")]
+    pub filters: Filters,
 }
 
 impl Config {
@@ -154,10 +161,20 @@ impl Config {
     }
 
     /// The core's configuration: token key, credentials (when `label.encrypted`), session limits
-    /// (`compress.weak`/`strong` become the compression thresholds), replay cache and routes.
-    /// Checks the client certificate's validity period against the clock.
+    /// (`compress.weak`/`strong` become the compression thresholds), replay cache, routes and
+    /// the built-in filters (a `filters.custom` entry is an error: see
+    /// [`core_config_with`](Self::core_config_with)). Checks the client certificate's validity
+    /// period against the clock.
     pub fn core_config(&self) -> Result<ServerConfig, ConfigError> {
-        self.core_config_at(SystemTime::now())
+        self.core_config_with(&CustomFilters::default())
+    }
+
+    /// [`core_config`](Self::core_config) with the custom filters of `custom` available to
+    /// `filters.custom`.
+    pub fn core_config_with(&self, custom: &CustomFilters) -> Result<ServerConfig, ConfigError> {
+        let mut core = self.core_config_at(SystemTime::now())?;
+        core.filters = self.filter_chain(custom)?;
+        Ok(core)
     }
 
     pub(crate) fn core_config_at(&self, now: SystemTime) -> Result<ServerConfig, ConfigError> {
@@ -282,8 +299,9 @@ impl Config {
     pub fn core_config_sharing(
         &self,
         replay: &TokenReplayCache,
+        custom: &CustomFilters,
     ) -> Result<ServerConfig, ConfigError> {
-        let mut core = self.core_config()?;
+        let mut core = self.core_config_with(custom)?;
         core.replay = replay.share();
         Ok(core)
     }

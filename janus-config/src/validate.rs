@@ -42,6 +42,7 @@ impl Config {
         self.check_services(&mut p);
         self.check_backend_pool(&mut p);
         self.check_relay(&mut p.0);
+        self.check_filters(&mut p);
         let mut problems = p.0;
         match problems.len() {
             0 => Ok(()),
@@ -76,6 +77,15 @@ impl Config {
                 ));
             }
         }
+        if let Some(access) = &self.filters.access {
+            if !access.allow.is_empty() && !access.allow.contains(&1) {
+                out.push(
+                    "filters.access.allow: module 1 (System) is not listed; heartbeats are \
+                     module 1 requests and will be refused"
+                        .to_owned(),
+                );
+            }
+        }
         if !self.label.encrypted {
             out.push(
                 "label.encrypted is false: no ECDH, no packet encryption, no client \
@@ -85,7 +95,16 @@ impl Config {
         }
         if self.etcd.is_none() {
             if let Ok(table) = self.route_table() {
-                for kind in used_kinds(&table, &self.routes.modules) {
+                let mut kinds = used_kinds(&table, &self.routes.modules);
+                kinds.extend(
+                    self.filters
+                        .route
+                        .iter()
+                        .filter_map(|r| table.kind_by_name(&r.kind)),
+                );
+                kinds.sort();
+                kinds.dedup();
+                for kind in kinds {
                     let name = table.kind_name(kind);
                     if self.backends.get(name).is_none_or(Vec::is_empty) {
                         out.push(format!(
@@ -299,6 +318,14 @@ impl Config {
                     pool.max_connections, pool.min_connections
                 ),
             );
+        }
+    }
+
+    /// The built-in filters build (custom ones are checked when the runtime, which knows what
+    /// was compiled in, builds the chain).
+    fn check_filters(&self, p: &mut Problems) {
+        if let Ok(table) = self.route_table() {
+            p.record(self.builtin_filters(&table).map(|_| ()));
         }
     }
 

@@ -4,6 +4,10 @@
 //!   AES-GCM open, protobuf decode, index check, routing, `Forward`) and its reply back out
 //!   (protobuf encode, AES-GCM seal, frame) — against `raw_aes_gcm/<size>`, one AES-256-GCM open
 //!   plus one seal of the same plaintext size with the same crate.
+//! * `filter_chain/<case>`: the 512-byte packet path with an empty chain (`empty`, the default
+//!   configuration: the no-filter path), one pass-through filter on packets and replies
+//!   (`pass`), and the built-in packet filters configured so that nothing is refused
+//!   (`builtins`: access, max_payload, rate_limit, route) — against `packet_path/512`.
 //! * `handshake/server`: a full server handshake (`Session::new` to `SCHandshake` queued) — against
 //!   the sum of its primitives measured alone: token open, Ed25519 verify, X25519 key generation
 //!   and agreement, Ed25519 sign.
@@ -29,6 +33,14 @@ use janus_core::{
     Time,
     client::{ClientSession, Outgoing},
     crypto::{EphemeralKey, SigningKey},
+    filter::{
+        Admit, ClientPacket, Filter, FilterChain, FilterError, Hooks, PacketVerdict, SessionView,
+        builtin::{
+            Action, MaxPayload, ModuleAccess, ModuleRateLimit, ModuleRoute, RateRule, RouteRule,
+        },
+    },
+    limit::RateLimit,
+    route::TunnelKind,
     session::{Event, Session, TunnelMessage},
     testing::{test_client_config, test_context, test_server_config, test_token},
     token::TokenKey,
@@ -45,7 +57,13 @@ fn t0() -> Time {
 
 /// An established server session and the client that talks to it.
 fn established() -> (Session, ClientSession) {
+    established_with(FilterChain::new())
+}
+
+/// [`established`] with `filters`.
+fn established_with(filters: FilterChain) -> (Session, ClientSession) {
     let mut config = test_server_config(true);
+    config.filters = filters;
     config.session.compress_threshold = usize::MAX; // measure the plain path
     config.session.outbound_budget = usize::MAX;
     let mut server = Session::new(Arc::new(config), test_context(), t0(), [1; 32]);
@@ -76,6 +94,101 @@ fn packet_path(c: &mut Criterion) {
     group.finish();
 
     raw_aes_gcm(c);
+    filter_chain(c);
+}
+
+/// Lets everything through: the cost of calling a filter at all.
+#[derive(Debug)]
+struct PassThrough;
+
+impl Filter for PassThrough {
+    type State = ();
+    fn name(&self) -> &str {
+        "pass"
+    }
+    fn hooks(&self) -> Hooks {
+        Hooks::PACKET | Hooks::REPLY
+    }
+    fn on_handshake(&self, _: &SessionView<'_>, _: Time) -> Result<Admit<()>, FilterError> {
+        Ok(Admit::Accept(()))
+    }
+    fn on_packet(
+        &self,
+        _: &mut (),
+        _: &SessionView<'_>,
+        _: &mut ClientPacket,
+        _: Time,
+    ) -> Result<PacketVerdict, FilterError> {
+        Ok(PacketVerdict::Pass)
+    }
+}
+
+/// The built-in packet filters, set so that the benchmark's module 3 requests all pass.
+fn builtins() -> FilterChain {
+    let mut chain = FilterChain::new();
+    chain
+        .push(ModuleAccess::new(vec![], vec![6, 7, 8], Action::Reject))
+        .unwrap();
+    chain
+        .push(MaxPayload::new(Some(16384), vec![(5, 64)], Action::Reject))
+        .unwrap();
+    // The benchmark's clock stands still: a burst this large never runs out.
+    let generous = RateLimit {
+        per_second: 1_000_000,
+        burst: u32::MAX,
+    };
+    chain
+        .push(ModuleRateLimit::new(vec![RateRule::new(
+            vec![3],
+            generous,
+            Action::Reject,
+        )]))
+        .unwrap();
+    chain
+        .push(ModuleRoute::new(vec![RouteRule::new(
+            9,
+            vec![],
+            TunnelKind::ROOM,
+        )]))
+        .unwrap();
+    chain
+}
+
+fn filter_chain(c: &mut Criterion) {
+    const SIZE: usize = 512;
+    let mut group = c.benchmark_group("filter_chain");
+    group.throughput(Throughput::Bytes(SIZE as u64));
+    type Case = (&'static str, fn() -> FilterChain);
+    let cases: [Case; 3] = [
+        ("empty", FilterChain::new),
+        ("pass", || {
+            let mut chain = FilterChain::new();
+            chain.push(PassThrough).unwrap();
+            chain
+        }),
+        ("builtins", builtins),
+    ];
+    for (name, chain) in cases {
+        // Every case forwards the benchmark's requests (nothing refused makes a path shorter).
+        let (mut server, mut client) = established_with(chain());
+        let out = Outgoing {
+            module: 3,
+            seq: 1,
+            data: Bytes::from(vec![0x5a; SIZE]),
+            ..Default::default()
+        };
+        client.send(t0(), out).unwrap();
+        server.handle_bytes(t0(), &client.poll_transmit().unwrap());
+        let forwarded =
+            std::iter::from_fn(|| server.poll_event()).any(|e| matches!(e, Event::Forward { .. }));
+        assert!(forwarded, "{name}: the request was not forwarded");
+        group.bench_function(name, |b| {
+            let (mut server, mut client) = established_with(chain());
+            let payload = Bytes::from(vec![0x5a; SIZE]);
+            run_packet_path(b, &mut server, &mut client, &payload);
+        });
+    }
+    group.finish();
 }
 
 /// Times one client packet in and its reply out, per iteration.
@@ -255,6 +368,16 @@ fn report() {
                 "packet path {size:>5}: {path:>9.1} ns vs raw AES-256-GCM open+seal {raw:>9.1} ns -> {:5.1} % of raw throughput",
                 100.0 * raw / path
             );
+        }
+    }
+    if let Some(plain) = estimate_ns("packet_path/512") {
+        for case in ["empty", "pass", "builtins"] {
+            if let Some(t) = estimate_ns(&format!("filter_chain/{case}")) {
+                println!(
+                    "filter chain {case:>8}: {t:>9.1} ns vs packet path 512 {plain:>9.1} ns -> {:+5.1} %",
+                    100.0 * (t - plain) / plain
+                );
+            }
         }
     }
     let parts = [

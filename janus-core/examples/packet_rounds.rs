@@ -10,7 +10,10 @@
 //!
 //! Only `round_trips` is counted: the client seals every frame beforehand, as in the benchmark.
 //! Arguments: payload size in bytes (default 512), round trips (default 10000), and `raw` to count
-//! the benchmark's reference instead (one AES-256-GCM open plus one seal of the payload size), or
+//! the benchmark's reference instead (one AES-256-GCM open plus one seal of the payload size),
+//! `pass` to run the session with one pass-through filter on packets and replies (the cost of a
+//! filter call; the default runs the empty chain), `builtins` with the built-in packet filters
+//! set so that nothing is refused (as the `filter_chain/builtins` benchmark), or
 //! `time` to time both, interleaved in batches of 128, and print the fastest batch of each: a rough
 //! ratio that survives a busy machine better than means do (criterion's figures are the ones to
 //! quote).
@@ -23,6 +26,14 @@ use bytes::{Bytes, BytesMut};
 use janus_core::{
     Time,
     client::{ClientSession, Outgoing},
+    filter::{
+        Admit, ClientPacket, Filter, FilterError, Hooks, PacketVerdict, SessionView,
+        builtin::{
+            Action, MaxPayload, ModuleAccess, ModuleRateLimit, ModuleRoute, RateRule, RouteRule,
+        },
+    },
+    limit::RateLimit,
+    route::TunnelKind,
     session::{Event, Session, TunnelMessage},
     testing::{test_client_config, test_context, test_server_config, test_token},
 };
@@ -86,6 +97,32 @@ fn round_trips_raw(size: usize, rounds: usize) {
     }
 }
 
+/// Lets everything through.
+#[derive(Debug)]
+struct PassThrough;
+
+impl Filter for PassThrough {
+    type State = ();
+    fn name(&self) -> &str {
+        "pass"
+    }
+    fn hooks(&self) -> Hooks {
+        Hooks::PACKET | Hooks::REPLY
+    }
+    fn on_handshake(&self, _: &SessionView<'_>, _: Time) -> Result<Admit<()>, FilterError> {
+        Ok(Admit::Accept(()))
+    }
+    fn on_packet(
+        &self,
+        _: &mut (),
+        _: &SessionView<'_>,
+        _: &mut ClientPacket,
+        _: Time,
+    ) -> Result<PacketVerdict, FilterError> {
+        Ok(PacketVerdict::Pass)
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let size: usize = args.next().map_or(512, |a| a.parse().expect("size"));
@@ -100,6 +137,25 @@ fn main() {
     let mut config = test_server_config(true);
     config.session.compress_threshold = usize::MAX;
     config.session.outbound_budget = usize::MAX;
+    match mode.as_deref() {
+        Some("pass") => config.filters.push(PassThrough).unwrap(),
+        Some("builtins") => {
+            let f = &mut config.filters;
+            f.push(ModuleAccess::new(vec![], vec![6, 7, 8], Action::Reject))
+                .unwrap();
+            f.push(MaxPayload::new(Some(16384), vec![(5, 64)], Action::Reject))
+                .unwrap();
+            let generous = RateLimit {
+                per_second: 1_000_000,
+                burst: u32::MAX,
+            };
+            let rule = RateRule::new(vec![3], generous, Action::Reject);
+            f.push(ModuleRateLimit::new(vec![rule])).unwrap();
+            let rule = RouteRule::new(9, vec![], TunnelKind::ROOM);
+            f.push(ModuleRoute::new(vec![rule])).unwrap();
+        }
+        _ => {}
+    }
     let mut server = Session::new(Arc::new(config), test_context(), t0(), [1; 32]);
     let mut client = ClientSession::new(
         &test_client_config(true, test_token(1, t0(), 1)),

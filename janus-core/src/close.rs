@@ -85,11 +85,20 @@ pub enum CloseReason {
     ServerError,
     /// The peer closed the connection or the transport failed.
     PeerClosed,
+    // --- decided by a filter (`crate::filter`) ---
+    /// A filter refused the session at the handshake. The client is told the refusal's logout
+    /// code (`Unauthorized` when none is chosen); a ban closes with [`Banned`](Self::Banned).
+    FilterRefused,
+    /// A filter closed an established session (a packet, reply, push or recheck verdict).
+    FilterClosed,
+    /// A filter failed (returned an error or panicked) and its failure policy closes the
+    /// session.
+    FilterFailed,
 }
 
 impl CloseReason {
     /// Every reason, in declaration order: for metrics that export a counter per reason.
-    pub const ALL: [CloseReason; 33] = {
+    pub const ALL: [CloseReason; 36] = {
         use CloseReason::*;
         [
             HandshakeTimeout,
@@ -125,6 +134,9 @@ impl CloseReason {
             Drained,
             ServerError,
             PeerClosed,
+            FilterRefused,
+            FilterClosed,
+            FilterFailed,
         ]
     };
 
@@ -147,7 +159,7 @@ impl CloseReason {
             WsTextMessage => 1003,
             WsInvalidUtf8 => 1007,
             WsMessageTooBig => 1009,
-            ServerError | BackendBackpressure => 1011,
+            ServerError | BackendBackpressure | FilterFailed => 1011,
             HandshakeEvicted => 1013,
             PeerClosed | ConflictingLogin | AdminKickOut | Banned => 1000,
             _ => 1008,
@@ -191,6 +203,9 @@ impl CloseReason {
             Drained => "drained",
             ServerError => "server_error",
             PeerClosed => "peer_closed",
+            FilterRefused => "filter_refused",
+            FilterClosed => "filter_closed",
+            FilterFailed => "filter_failed",
         }
     }
 
@@ -214,7 +229,8 @@ impl CloseReason {
             ConflictingLogin => Some(LogoutCode::ConflictingLogin),
             AdminKickOut => Some(LogoutCode::AdminKickOut),
             Banned => Some(LogoutCode::Banned),
-            Shutdown | ServerError | BackendBackpressure => Some(LogoutCode::Server),
+            Shutdown | ServerError | BackendBackpressure | FilterFailed => Some(LogoutCode::Server),
+            FilterRefused => Some(LogoutCode::Unauthorized),
             Drained => Some(LogoutCode::Waiting),
             HandshakeTimeout
             | HandshakeEvicted
@@ -235,7 +251,8 @@ impl CloseReason {
             | WsMessageTooBig
             | RateLimited
             | SlowConsumer
-            | PeerClosed => None,
+            | PeerClosed
+            | FilterClosed => None,
         }
     }
 
@@ -251,6 +268,7 @@ impl CloseReason {
                 | Self::ServerError
                 | Self::BackendBackpressure
                 | Self::PeerClosed
+                | Self::FilterFailed
         )
     }
 }
@@ -309,7 +327,10 @@ mod tests {
                 | Shutdown
                 | Drained
                 | ServerError
-                | PeerClosed => CloseReason::ALL.contains(&r),
+                | PeerClosed
+                | FilterRefused
+                | FilterClosed
+                | FilterFailed => CloseReason::ALL.contains(&r),
             }
         };
         assert!(CloseReason::ALL.iter().all(|r| listed(*r)));

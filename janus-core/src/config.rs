@@ -5,6 +5,7 @@ use core::time::Duration;
 use crate::{
     compress::{DEFAULT_COMPRESS_STRONG, DEFAULT_COMPRESS_THRESHOLD, DEFAULT_MAX_INFLATED_LEN},
     crypto::{SigningKey, VerifyingKey},
+    filter::FilterChain,
     frame::DEFAULT_MAX_FRAME_LEN,
     limit::RateLimit,
     replay::TokenReplayCache,
@@ -125,10 +126,12 @@ pub struct ServerConfig {
     pub replay: TokenReplayCache,
     /// Module → tunnel kind.
     pub routes: RouteTable,
+    /// The filters every session runs ([`crate::filter`]). Default: none.
+    pub filters: FilterChain,
 }
 
 impl ServerConfig {
-    /// A configuration with default limits, routes and replay cache.
+    /// A configuration with default limits, routes and replay cache, and no filters.
     pub fn new(token_key: TokenKey, credentials: Option<ServerCredentials>) -> Self {
         Self {
             session: SessionConfig::default(),
@@ -136,6 +139,7 @@ impl ServerConfig {
             credentials,
             replay: TokenReplayCache::default(),
             routes: RouteTable::default(),
+            filters: FilterChain::default(),
         }
     }
 }

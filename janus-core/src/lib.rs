@@ -8,7 +8,8 @@
 //! ```text
 //!  client bytes ─► Session::handle_bytes ─► frame ─► handshake::accept ─► Event::Authenticated
 //!                                               └──► PacketCipher::open ─► index, rate, inflate
-//!                                                    ─► route::RouteTable ─► Event::OpenTunnel / Forward
+//!                                                    ─► filter::FilterChain ─► route::RouteTable
+//!                                                    ─► Event::OpenTunnel / Forward
 //!  backend reply ─► Session::handle_tunnel ─► deflate ─► PacketCipher::seal ─► poll_transmit
 //!  push          ─► Session::push / push_packet ───────────────────────────► poll_transmit
 //!  timer         ─► Session::handle_timeout (handshake, idle, drain deadlines; poll_timeout)
@@ -19,6 +20,8 @@
 //! * [`handshake`]: both sides of `CSHandshake` → `SCHandshake`.
 //! * [`session`]: one connection's state machine, and [`client`] its client-side twin.
 //! * [`route`]: module → tunnel kind, tunnel keys, backend choice, circuit breaking.
+//! * [`filter`]: the filter chain over handshakes, packets, replies and pushes, and the built-in
+//!   filters (bans, module allow/deny lists, payload sizes, per-module rate limits, routing).
 //! * [`limit`]: admission control, rate limiting, and the list of every limit.
 //! * [`relay`]: the edge ↔ hub link (sans-IO both ends) and the hub's stand-in session.
 //! * [`testing`]: deterministic keys, tokens and a virtual-time client/server [`testing::Pair`].
@@ -35,6 +38,7 @@ pub mod codec;
 pub mod compress;
 pub mod config;
 pub mod crypto;
+pub mod filter;
 pub mod frame;
 pub mod handshake;
 pub mod limit;

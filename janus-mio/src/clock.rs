@@ -32,3 +32,19 @@ pub fn now() -> Time {
 pub fn until(at: Time, now: Time) -> Duration {
     at.saturating_since(now)
 }
+
+/// The monotonic clock the filter chain's sampled timings read (`janus_filter_timed_*`).
+#[derive(Debug)]
+pub struct FilterStopwatch(Instant);
+
+impl Default for FilterStopwatch {
+    fn default() -> Self {
+        Self(Instant::now())
+    }
+}
+
+impl janus_core::filter::Stopwatch for FilterStopwatch {
+    fn nanos(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}

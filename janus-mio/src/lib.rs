@@ -138,6 +138,7 @@ impl Edge {
             http: None,
         };
         let metrics = Arc::new(EdgeMetrics::default());
+        let _ = metrics.filters.set(settings.core.filters.stats());
         let draining = Arc::new(AtomicBool::new(false));
         let abort = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {

@@ -3,10 +3,18 @@
 
 use std::{
     fmt::Write as _,
-    sync::atomic::{AtomicI64, AtomicU64, Ordering},
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicI64, AtomicU64, Ordering},
+    },
 };
 
-use janus_core::{CloseReason, relay::LinkCloseReason, session::SessionStats};
+use janus_core::{
+    CloseReason,
+    filter::{FilterStats, render_metrics},
+    relay::LinkCloseReason,
+    session::SessionStats,
+};
 
 /// Counters and gauges of one edge process.
 #[derive(Debug, Default)]
@@ -35,6 +43,8 @@ pub struct EdgeMetrics {
     pub links_connected: AtomicU64,
     pub links_up: AtomicI64,
     links_closed: [AtomicU64; LinkCloseReason::ALL.len()],
+    /// The counters of the configured filters (`janus_filter_*`), set at start.
+    pub filters: OnceLock<Vec<(Arc<str>, Arc<FilterStats>)>>,
 }
 
 /// One counter per close reason (more than the 32 elements arrays get `Default` for).
@@ -243,6 +253,9 @@ impl EdgeMetrics {
         ] {
             let v = g.load(Ordering::Relaxed);
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        if let Some(filters) = self.filters.get() {
+            render_metrics(filters, &mut out);
         }
         out
     }

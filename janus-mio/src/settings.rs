@@ -49,7 +49,15 @@ impl EdgeSettings {
             .context("edge: missing (janus-edge needs an edge section)")?;
         let server = &config.server;
         Ok(EdgeSettings {
-            core: Arc::new(config.core_config()?),
+            core: Arc::new({
+                // The built-in filters run on the edge too (its sessions are core sessions).
+                let mut core = config.core_config()?;
+                if !core.filters.is_empty() {
+                    core.filters
+                        .set_stopwatch(Arc::new(crate::clock::FilterStopwatch::default()));
+                }
+                core
+            }),
             tcp: server
                 .tcp
                 .as_ref()

@@ -13,5 +13,6 @@ pub mod cluster;
 /// The configuration file (the `janus-config` crate, shared with builds without tokio).
 pub use janus_config as config;
 pub mod demo;
+pub mod filters;
 pub mod gateway;
 pub mod telemetry;

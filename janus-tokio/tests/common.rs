@@ -242,6 +242,22 @@ impl TestClient {
         c
     }
 
+    /// A client that has sent its handshake over `stream` and read nothing yet (to see a
+    /// refusal: its next event is the handshake's outcome).
+    pub async fn handshake_sent(stream: TcpStream, uid: i64, config: ClientConfig) -> TestClient {
+        let local = stream.local_addr().unwrap();
+        let mut c = TestClient {
+            wire: Wire::Tcp(stream),
+            session: ClientSession::new(&config, now(), [8; 32]),
+            uid,
+            local,
+            received: 0,
+            closed: false,
+        };
+        c.flush().await;
+        c
+    }
+
     async fn establish(&mut self) {
         self.flush().await;
         match self.next_event().await {

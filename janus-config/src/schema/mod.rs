@@ -5,6 +5,7 @@
 //! limits, demo) have their own sections. Every struct rejects unknown keys: a misspelt key is an
 //! error naming it, never a silently ignored setting.
 
+mod filters;
 mod limits;
 mod relay;
 mod routes;
@@ -18,6 +19,10 @@ use janus_core::{
 use serde::{Deserialize, Serialize};
 
 pub use self::{
+    filters::{
+        AccessFilter, ActionName, BanFilter, Filters, MaxPayloadFilter, RateRuleConfig,
+        RouteRuleConfig,
+    },
     limits::{
         AdmissionLimits, BackendPool, DEFAULT_DRAIN_WINDOW, Limits, RateLimitConfig, SessionLimits,
     },

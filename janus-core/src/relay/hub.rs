@@ -9,6 +9,7 @@ use super::{Outgoing, SessionInfo};
 use crate::{
     CloseReason, Time,
     config::ServerConfig,
+    filter::{FilterChain, SessionView},
     handshake::Identity,
     route::{OidRule, TunnelKey},
     session::{
@@ -182,6 +183,24 @@ impl HubSession {
         self.end(reason);
         self.outgoing.clear();
         self.outgoing.push_back(Outgoing::SessionClose(reason));
+    }
+
+    /// [`Session::recheck`](crate::session::Session::recheck) for a relayed session: the hub's
+    /// filters of `chain`, asked after the hub's reload (the edge runs its own chain for
+    /// everything else); a refusal closes the session as [`close`](Self::close) does. Returns
+    /// whether it is still open.
+    pub fn recheck(&mut self, now: Time, chain: &FilterChain) -> bool {
+        if self.closed {
+            return false;
+        }
+        let view = SessionView::new(&self.identity, &self.context);
+        match chain.recheck(&view, now) {
+            Some(ending) => {
+                self.close(now, ending.reason);
+                false
+            }
+            None => true,
+        }
     }
 
     fn end(&mut self, reason: CloseReason) {

@@ -241,7 +241,13 @@ impl RouteTable {
     /// Player kinds: any other value but `uid` is [`RouteError::ObjectNotOwned`] (upstream let a
     /// client name another player here). Object kinds: `obj` is the oid.
     pub fn route(&self, module: i32, obj: i64, uid: i64) -> Result<Routed, RouteError> {
-        let kind = self.kind_for_module(module);
+        self.route_to(self.kind_for_module(module), obj, uid)
+    }
+
+    /// [`route`](Self::route) to a kind chosen by other means than the module (a routing
+    /// filter): the same oid rules, applied for `kind`. A kind from another table gets the
+    /// player rule, so it can never reach another player's objects.
+    pub fn route_to(&self, kind: TunnelKind, obj: i64, uid: i64) -> Result<Routed, RouteError> {
         let obj = if obj == 0 { uid } else { obj };
         match self.oid_rule(kind) {
             OidRule::SessionUid if obj != uid => Err(RouteError::ObjectNotOwned { obj, uid }),

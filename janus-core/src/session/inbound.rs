@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use janus_proto::packet::Packet;
 
-use super::{Session, State, TunnelMessage, fail_pending, link::Pending};
+use super::{Session, State, TunnelMessage, fail_pending, filters, link::Pending};
 use crate::{
     CloseReason, Time, codec,
     compress::inflate,
@@ -62,10 +62,30 @@ impl Session {
             packet.data
         };
 
-        let routed = match config
-            .routes
-            .route(packet.r#mod, packet.obj, link.identity.uid)
-        {
+        // Filters (`crate::filter`): after the index check and inflation, before routing. The
+        // path without filters is the one without this block.
+        let (mut module, mut seq, mut kind) = (packet.r#mod, packet.seq, None);
+        let data = match link.filters.as_deref_mut() {
+            None => data,
+            Some(filters) => {
+                let id = &link.identity;
+                let asked = (packet.r#mod, packet.seq, packet.obj, packet.index);
+                match filters::inbound(config, context, id, filters, asked, data, now) {
+                    Ok((m, s, data, k)) => {
+                        (module, seq, kind) = (m, s, k);
+                        data
+                    }
+                    Err(stopped) => return self.stopped(now, asked, stopped),
+                }
+            }
+        };
+
+        let uid = link.identity.uid;
+        let routed = match kind {
+            None => config.routes.route(module, packet.obj, uid),
+            Some(kind) => config.routes.route_to(kind, packet.obj, uid),
+        };
+        let routed = match routed {
             Ok(routed) => routed,
             Err(RouteError::ObjectNotOwned { .. }) => {
                 return self.close(now, CloseReason::ObjectNotOwned);
@@ -97,8 +117,8 @@ impl Session {
             data,
             data_version: packet.data_version,
             obj: routed.obj,
-            module: packet.r#mod,
-            seq: packet.seq,
+            module,
+            seq,
             index: packet.index,
             conn_id: if object_kind { packet.conn_id } else { 0 },
             frag_id: if object_kind { packet.frag_id } else { 0 },

@@ -9,6 +9,7 @@ use super::{
 use crate::{
     Time,
     config::ServerConfig,
+    filter::SessionFilters,
     handshake::Identity,
     limit::Gcra,
     route::{OidRule, TunnelKey},
@@ -30,6 +31,9 @@ pub(super) struct Link {
     /// The id the next tunnel gets.
     next_tunnel: u64,
     pub rate: Option<Gcra>,
+    /// The filters' states for this session; `None` when no filter keeps any (the common case:
+    /// nothing to run per packet).
+    pub filters: Option<Box<SessionFilters>>,
 }
 
 /// An open tunnel of a session.
@@ -84,6 +88,7 @@ impl Link {
             tunnels: Vec::new(),
             next_tunnel: 1,
             rate: config.session.rate_limit.map(Gcra::new),
+            filters: None,
         }
     }
 

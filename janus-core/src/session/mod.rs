@@ -11,7 +11,12 @@
 //!   what the backend sent on a tunnel, and the tunnel's end, named by the [`TunnelId`] the
 //!   session gave it (inputs for a tunnel the session has since closed are ignored);
 //! * [`push`](Session::push): a server push, encoded once by [`PushPacket::encode`];
-//! * [`drain`](Session::drain) and [`close`](Session::close): the gateway's decisions.
+//! * [`drain`](Session::drain) and [`close`](Session::close): the gateway's decisions;
+//! * [`recheck`](Session::recheck): the filters of a newer configuration (a reload, a ban-list
+//!   refresh) asked whether the live session may go on.
+//!
+//! The gateway's [filters](crate::filter) run inside these inputs: at the handshake, on every
+//! client packet, reply and push, and when the session ends.
 //!
 //! After **every** input, drain the outputs in this order:
 //!
@@ -30,6 +35,7 @@
 
 mod context;
 mod event;
+mod filters;
 mod inbound;
 mod link;
 mod outbound;
@@ -41,6 +47,7 @@ mod tests;
 use std::{collections::VecDeque, sync::Arc};
 
 use bytes::{Bytes, BytesMut};
+use janus_proto::message::sc_server_logout::Code as LogoutCode;
 use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
 use rand_core::RngCore;
 
@@ -302,12 +309,17 @@ impl Session {
             Ok(accepted) => accepted,
             Err(e) => return self.close(now, e.close_reason()),
         };
+        // Filters: the token is open and the signature checked; the session is not accepted yet.
+        let Ok(filters) = self.admit(now, &accepted.identity) else {
+            return;
+        };
         let sealer = accepted.key.as_ref().map(|key| {
             let mut prefix = [0u8; 4];
             rng.fill_bytes(&mut prefix);
             Sealer::new(key, NonceSequence::new(prefix))
         });
-        let link = Link::new(accepted.identity, sealer, now, &self.config);
+        let mut link = Link::new(accepted.identity, sealer, now, &self.config);
+        link.filters = filters;
         // The reply is plaintext: the client needs it to derive the key.
         let reply = &accepted.reply;
         self.tx.packet(None, reply);
@@ -339,6 +351,9 @@ impl Session {
         let State::Established(link) = &mut self.state else {
             return PushOutcome::NotEstablished;
         };
+        if link.filters.is_some() && self.config.filters.wants(crate::filter::Hooks::PUSH) {
+            return self.push_filtered(now, push);
+        }
         self.tx.encoded(link.sealer.as_mut(), push.as_bytes());
         if self.check_budget(now) {
             PushOutcome::Queued
@@ -382,14 +397,30 @@ impl Session {
     /// Closes the session now. When the reason calls for it
     /// ([`CloseReason::logout_code`]) the client is sent `SCServerLogout` first. Every open
     /// tunnel is closed ([`Event::CloseTunnel`]). Closing twice does nothing.
-    pub fn close(&mut self, _now: Time, reason: CloseReason) {
+    pub fn close(&mut self, now: Time, reason: CloseReason) {
+        self.close_as(now, reason, reason.logout_code());
+    }
+
+    /// [`close`](Self::close), telling the client `code` (a filter's choice) instead of the
+    /// reason's own.
+    fn close_as(&mut self, now: Time, reason: CloseReason, code: Option<LogoutCode>) {
         let state = std::mem::replace(&mut self.state, State::Closed);
         let mut sealer = None;
         match state {
             State::Closed => return,
             State::Handshaking { .. } => {}
             State::Established(link) => {
-                let link = *link;
+                let mut link = *link;
+                if let Some(filters) = link.filters.as_deref_mut() {
+                    filters::closed(
+                        &self.config,
+                        &self.context,
+                        &link.identity,
+                        filters,
+                        reason,
+                        now,
+                    );
+                }
                 for tunnel in &link.tunnels {
                     self.events.push(Event::CloseTunnel(tunnel.id));
                 }
@@ -399,7 +430,7 @@ impl Session {
         if reason == CloseReason::SlowConsumer {
             // The client is not reading: nothing queued will reach it.
             self.tx.discard();
-        } else if let Some(code) = reason.logout_code() {
+        } else if let Some(code) = code {
             let packet = system::logout(code);
             self.tx.packet(sealer.as_mut(), &packet);
         }

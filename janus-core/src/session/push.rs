@@ -56,6 +56,9 @@ pub enum PushOutcome {
     /// Queuing it took the session over its outbound budget: the session is now closed as a
     /// slow consumer.
     Evicted,
+    /// A filter dropped it for this session, or closed the session
+    /// ([`crate::filter`]).
+    Dropped,
 }
 
 impl PushPacket {
@@ -117,6 +120,11 @@ impl PushPacket {
     /// Whether `data` went out compressed (rule 2).
     pub fn is_compressed(&self) -> bool {
         self.compressed
+    }
+
+    /// The serialized `Packet`, shared (for the push hooks to decode without copying).
+    pub(crate) fn shared(&self) -> Bytes {
+        self.packet.clone()
     }
 
     /// The serialized `Packet`, owned (to carry it on a relay link).

@@ -4,7 +4,7 @@
 use janus_proto::packet::Packet;
 
 use super::{
-    Session, State, TunnelId, TunnelMessage,
+    Session, State, TunnelId, TunnelMessage, filters,
     outbound::{Outbound, Sealer},
 };
 use crate::{Time, compress::deflate_reply, system};
@@ -14,9 +14,13 @@ impl Session {
     /// 0). Replies at least `compress_threshold` bytes go out zlib-compressed; one too large for
     /// the client's frame limit is replaced by `SCServerUnexpectedErr` for the same request. A
     /// message for a tunnel the session has closed is ignored: its requests were answered then.
-    pub fn handle_tunnel(&mut self, now: Time, tunnel: TunnelId, message: TunnelMessage) {
+    pub fn handle_tunnel(&mut self, now: Time, tunnel: TunnelId, mut message: TunnelMessage) {
         let Self {
-            config, state, tx, ..
+            config,
+            context,
+            state,
+            tx,
+            ..
         } = self;
         let State::Established(link) = state else {
             return;
@@ -28,6 +32,13 @@ impl Session {
             t.answered(message.index);
         }
         let object_kind = t.object_kind;
+        // Filters (`crate::filter`): before compression and sealing.
+        if let Some(filters) = link.filters.as_deref_mut() {
+            let id = &link.identity;
+            if let Err(stopped) = filters::reply(config, context, id, filters, &mut message, now) {
+                return self.stopped_reply(now, stopped);
+            }
+        }
         let session = &config.session;
         let (data, compress) = deflate_reply(
             message.data,

@@ -89,7 +89,13 @@ fn main() -> ExitCode {
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
-    match Config::load(file).and_then(|c| c.validate().map(|()| c)) {
+    let checked = Config::load(file).and_then(|c| {
+        c.validate()?;
+        // Custom filters are known to the build, not to the schema.
+        c.filter_chain(&janus_tokio::filters::custom_filters())?;
+        Ok(c)
+    });
+    match checked {
         Ok(config) => {
             for warning in config.warnings() {
                 println!("{}: warning: {warning}", file.display());

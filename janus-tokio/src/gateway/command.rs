@@ -2,8 +2,11 @@
 //! tunnels, the registry, the push paths and the admin API share, so none of them depends on
 //! another.
 
+use std::sync::Arc;
+
 use janus_core::{
     CloseReason,
+    config::ServerConfig,
     session::{PushPacket, TunnelId, TunnelMessage},
 };
 use serde::Serialize;
@@ -26,6 +29,9 @@ pub enum ConnCmd {
     /// The session's turn in the drain: stop taking requests, deliver in-flight replies, log out
     /// with `SCServerLogout{Waiting}` (`CloseReason::Drained`).
     Drain,
+    /// Ask the filters of this (newer) configuration whether the session may go on (after a
+    /// reload or a ban-list refresh); they close it if not.
+    Recheck(Arc<ServerConfig>),
     /// Describe the session (the admin API's lookup).
     Describe(oneshot::Sender<SessionInfo>),
 }

@@ -188,6 +188,27 @@ impl Shared {
         Arc::clone(&self.core.read().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// See [`Gateway::recheck_sessions`]. Each session is told through its mailbox, waiting for
+    /// room (in a task: the caller does not wait), so a busy session is asked late, never
+    /// skipped.
+    fn recheck_sessions(&self) -> usize {
+        let core = self.core();
+        if core.filters.is_empty() {
+            return 0;
+        }
+        let handles = self.registry.select(|_| true);
+        let asked = handles.len();
+        tokio::spawn(async move {
+            for handle in handles {
+                let _ = handle
+                    .tx
+                    .send(command::ConnCmd::Recheck(Arc::clone(&core)))
+                    .await;
+            }
+        });
+        asked
+    }
+
     fn set_core(&self, core: Arc<ServerConfig>) {
         *self.core.write().unwrap_or_else(|p| p.into_inner()) = core;
     }
@@ -495,6 +516,15 @@ impl Gateway {
     /// `limits.admission` does, for tests that have no file to reload.
     pub fn set_admission_for_test(&self, config: janus_core::limit::AdmissionConfig) {
         self.shared.admission().set_config(config);
+    }
+
+    /// Asks every live session whether the filters of the gateway's configuration still let it
+    /// go on ([`Session::recheck`](janus_core::session::Session::recheck)); those refused close
+    /// (a ban's `SCServerLogout{Banned}`). A reload that changes `filters` does this itself; an
+    /// embedder that refreshes a `BanFeed` calls it after a change. Returns how many sessions
+    /// were asked.
+    pub fn recheck_sessions(&self) -> usize {
+        self.shared.recheck_sessions()
     }
 
     /// Re-reads the configuration file and applies what can change live (see [`reload`]).

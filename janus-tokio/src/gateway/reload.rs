@@ -11,6 +11,7 @@
 //! | `backends.<kind>` (kinds not discovered from etcd) | for new tunnels; tunnels to backends that stay are untouched |
 //! | `log.level` | at once (`RUST_LOG`, when set, still wins) |
 //! | `trace.sampler` | for new traces |
+//! | `filters` | for sessions that start after the reload; every live session is also asked the new chain's `recheck` (so a uid or network added to `filters.ban` ends its sessions at once) |
 //!
 //! Anything else (listen addresses, `secret.*`, `label.*`, `data.*`, `etcd`, `demo`,
 //! `log.format`, `trace.endpoint`, `limits.replay_cache`, `routes.balancer`, `routes.breaker`)
@@ -50,6 +51,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "backends",
     "log.level",
     "trace.sampler",
+    "filters",
 ];
 
 /// What a reload did.
@@ -218,16 +220,19 @@ fn apply(shared: &Shared, new: ConfigSource) -> Result<ReloadReport, ReloadError
             "compress",
             "routes.kinds",
             "routes.modules",
+            "filters",
         ]
         .iter()
         .any(|k| p.starts_with(k))
     });
+    let filters_changed = changed.iter().any(|p| p.starts_with("filters"));
     let core = if core_changed {
-        let replay = shared.core();
-        Some(Arc::new(
-            cfg.core_config_sharing(&replay.replay)
-                .map_err(|e| ReloadError::Apply(e.to_string()))?,
-        ))
+        let running = shared.core();
+        let mut core = cfg
+            .core_config_sharing(&running.replay, &crate::filters::custom_filters())
+            .map_err(|e| ReloadError::Apply(e.to_string()))?;
+        crate::filters::prepare(&mut core.filters, Some(&running.filters));
+        Some(Arc::new(core))
     } else {
         None
     };
@@ -270,6 +275,9 @@ fn apply(shared: &Shared, new: ConfigSource) -> Result<ReloadReport, ReloadError
     // Nothing below fails the reload.
     if let Some(core) = core {
         shared.set_core(core);
+        if filters_changed {
+            shared.recheck_sessions();
+        }
     }
     shared.admission().set_config(cfg.admission_config());
     if let Some(ws) = &cfg.server.ws {

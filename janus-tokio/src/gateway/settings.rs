@@ -243,7 +243,9 @@ impl GatewaySettings {
 
     /// Resolves the configuration: parses secrets and addresses, builds the core's config.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let core = Arc::new(config.core_config()?);
+        let mut core = config.core_config_with(&crate::filters::custom_filters())?;
+        crate::filters::prepare(&mut core.filters, None);
+        let core = Arc::new(core);
         let server = &config.server;
         let tcp = server
             .tcp

@@ -142,11 +142,9 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>, remote: SocketAddr) 
     let method = req.method().clone();
     match (&method, path.as_str()) {
         (&Method::GET, "/metrics") => {
-            return respond(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                shared.metrics.render(),
-            );
+            let mut text = shared.metrics.render();
+            janus_core::filter::render_metrics(&shared.core().filters.stats(), &mut text);
+            return respond(StatusCode::OK, "text/plain; version=0.0.4", text);
         }
         (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok"),
         (&Method::GET, "/readyz") => {

@@ -34,6 +34,7 @@ use std::{
 use bytes::BytesMut;
 use janus_core::{
     CloseReason, Time,
+    filter::FilterChain,
     handshake::Identity,
     limit::Admitted,
     relay::HubSession,
@@ -147,6 +148,8 @@ pub(crate) trait SessionCore {
     fn close(&mut self, now: Time, reason: CloseReason);
     /// The session's turn in a drain (the hub's drain is the link's: the edge moves them).
     fn drain(&mut self, now: Time, reason: CloseReason);
+    /// The filters of `chain` (a newer configuration's) asked about the live session.
+    fn recheck(&mut self, now: Time, chain: &FilterChain);
     fn stats(&self) -> SessionStats;
     fn context(&self) -> &ConnectionContext;
     fn identity(&self) -> Option<&Identity>;
@@ -175,6 +178,9 @@ impl SessionCore for Endpoint {
     }
     fn drain(&mut self, now: Time, reason: CloseReason) {
         self.session_mut().drain_with(now, reason);
+    }
+    fn recheck(&mut self, now: Time, chain: &FilterChain) {
+        self.session_mut().recheck(now, chain);
     }
     fn stats(&self) -> SessionStats {
         self.session().stats()
@@ -213,6 +219,9 @@ impl SessionCore for HubSession {
         HubSession::close(self, now, reason);
     }
     fn drain(&mut self, _now: Time, _reason: CloseReason) {}
+    fn recheck(&mut self, now: Time, chain: &FilterChain) {
+        HubSession::recheck(self, now, chain);
+    }
     fn stats(&self) -> SessionStats {
         HubSession::stats(self)
     }
@@ -517,6 +526,7 @@ impl<S: SessionCore> Conn<S> {
             ConnCmd::Push(push) => self.session.push(now, &push),
             ConnCmd::Close(reason) => self.session.close(now, reason),
             ConnCmd::Drain => self.session.drain(now, CloseReason::Drained),
+            ConnCmd::Recheck(core) => self.session.recheck(now, &core.filters),
             ConnCmd::Describe(reply) => {
                 let _ = reply.send(self.describe(now));
             }
