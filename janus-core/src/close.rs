@@ -85,11 +85,20 @@ pub enum CloseReason {
     ServerError,
     /// The peer closed the connection or the transport failed.
     PeerClosed,
+    // --- session resume (janus_core::resume) ---
+    /// The connection of a resumable session dropped and its client did not come back within
+    /// the resume window: the session ends as on a normal disconnect.
+    ResumeExpired,
+    /// A parked session received more than its replay buffer holds: packets would be lost, so it
+    /// ends instead.
+    ResumeOverflow,
+    /// A resume handshake without a token was refused (the `SCHandshake` says why).
+    ResumeRefused,
 }
 
 impl CloseReason {
     /// Every reason, in declaration order: for metrics that export a counter per reason.
-    pub const ALL: [CloseReason; 33] = {
+    pub const ALL: [CloseReason; 36] = {
         use CloseReason::*;
         [
             HandshakeTimeout,
@@ -125,6 +134,9 @@ impl CloseReason {
             Drained,
             ServerError,
             PeerClosed,
+            ResumeExpired,
+            ResumeOverflow,
+            ResumeRefused,
         ]
     };
 
@@ -149,7 +161,8 @@ impl CloseReason {
             WsMessageTooBig => 1009,
             ServerError | BackendBackpressure => 1011,
             HandshakeEvicted => 1013,
-            PeerClosed | ConflictingLogin | AdminKickOut | Banned => 1000,
+            PeerClosed | ConflictingLogin | AdminKickOut | Banned | ResumeExpired
+            | ResumeOverflow => 1000,
             _ => 1008,
         }
     }
@@ -191,6 +204,9 @@ impl CloseReason {
             Drained => "drained",
             ServerError => "server_error",
             PeerClosed => "peer_closed",
+            ResumeExpired => "resume_expired",
+            ResumeOverflow => "resume_overflow",
+            ResumeRefused => "resume_refused",
         }
     }
 
@@ -235,7 +251,10 @@ impl CloseReason {
             | WsMessageTooBig
             | RateLimited
             | SlowConsumer
-            | PeerClosed => None,
+            | PeerClosed
+            | ResumeExpired
+            | ResumeOverflow
+            | ResumeRefused => None,
         }
     }
 
@@ -251,6 +270,8 @@ impl CloseReason {
                 | Self::ServerError
                 | Self::BackendBackpressure
                 | Self::PeerClosed
+                | Self::ResumeExpired
+                | Self::ResumeOverflow
         )
     }
 }
@@ -309,7 +330,10 @@ mod tests {
                 | Shutdown
                 | Drained
                 | ServerError
-                | PeerClosed => CloseReason::ALL.contains(&r),
+                | PeerClosed
+                | ResumeExpired
+                | ResumeOverflow
+                | ResumeRefused => CloseReason::ALL.contains(&r),
             }
         };
         assert!(CloseReason::ALL.iter().all(|r| listed(*r)));

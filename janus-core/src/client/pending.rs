@@ -103,6 +103,14 @@ impl Pending {
         }
     }
 
+    /// Gives up on every request (a session that cannot go on), oldest first.
+    pub fn give_up_all(&mut self) -> impl Iterator<Item = Request> + '_ {
+        if let Some(last) = self.requests.back() {
+            self.given_up = Some(last.index);
+        }
+        self.requests.drain(..)
+    }
+
     /// How many requests are remembered.
     pub fn len(&self) -> usize {
         self.requests.len()

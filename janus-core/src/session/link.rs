@@ -29,6 +29,8 @@ pub(super) struct Link {
     /// The id the next tunnel gets.
     next_tunnel: u64,
     pub rate: Option<Gcra>,
+    /// Set when the client was granted session resume (`crate::resume`).
+    pub resume: Option<Box<super::resume::Resumable>>,
 }
 
 /// An open tunnel of a session.
@@ -82,6 +84,7 @@ impl Link {
             tunnels: Vec::new(),
             next_tunnel: 1,
             rate: config.session.rate_limit.map(Gcra::new),
+            resume: None,
         }
     }
 
