@@ -242,6 +242,26 @@ impl TestClient {
         c
     }
 
+    /// A client whose session the test started itself (a resume, say): its first bytes are sent
+    /// and nothing is awaited.
+    pub async fn started(
+        wire: Wire,
+        local: SocketAddr,
+        uid: i64,
+        session: ClientSession,
+    ) -> TestClient {
+        let mut c = TestClient {
+            wire,
+            session,
+            uid,
+            local,
+            received: 0,
+            closed: false,
+        };
+        c.flush().await;
+        c
+    }
+
     async fn establish(&mut self) {
         self.flush().await;
         match self.next_event().await {

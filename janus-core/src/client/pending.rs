@@ -35,7 +35,7 @@ pub(super) enum Answered {
 }
 
 /// The waiting requests of one established session.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Pending {
     requests: VecDeque<Request>,
     max: usize,

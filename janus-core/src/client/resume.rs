@@ -115,7 +115,9 @@ impl ResumeLink {
 /// A session whose connection dropped, taken from its [`ClientSession`] with
 /// [`take_resume`](ClientSession::take_resume), to carry on with [`ClientSession::resume`] on a
 /// new connection within [`window`](Self::window).
-#[derive(Debug)]
+///
+/// Cloning one lets a test present the same ticket twice; a real client uses it once.
+#[derive(Debug, Clone)]
 pub struct ClientResume {
     ticket: Bytes,
     secret: Option<[u8; 32]>,

@@ -56,6 +56,12 @@ impl ResumeKey {
         }
     }
 
+    /// A key from a configured secret of any length (its SHA-256).
+    pub fn from_secret(secret: &[u8]) -> Self {
+        let key: [u8; KEY_LEN] = Sha256::digest(secret).into();
+        Self::new(&key)
+    }
+
     /// Mints a ticket; `nonce` must never repeat under this key (12 random bytes).
     pub fn seal(&self, claims: &TicketClaims, nonce: [u8; NONCE_LEN]) -> Bytes {
         let mut plain = [0u8; CLAIMS_LEN];

@@ -28,6 +28,8 @@ pub enum ConnCmd {
     Drain,
     /// Describe the session (the admin API's lookup).
     Describe(oneshot::Sender<SessionInfo>),
+    /// A new connection whose client resumes this session: take it over, or hand it back.
+    Resume(Box<super::connection::Takeover>),
 }
 
 /// One session as the admin API shows it.

@@ -224,10 +224,11 @@ fn apply(shared: &Shared, new: ConfigSource) -> Result<ReloadReport, ReloadError
     });
     let core = if core_changed {
         let replay = shared.core();
-        Some(Arc::new(
-            cfg.core_config_sharing(&replay.replay)
-                .map_err(|e| ReloadError::Apply(e.to_string()))?,
-        ))
+        let mut core = cfg
+            .core_config_sharing(&replay.replay)
+            .map_err(|e| ReloadError::Apply(e.to_string()))?;
+        super::settings::ensure_resume_key(&mut core, replay.resume_key.as_ref());
+        Some(Arc::new(core))
     } else {
         None
     };

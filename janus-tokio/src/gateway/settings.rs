@@ -245,7 +245,9 @@ impl GatewaySettings {
                 "data.redis.cluster: Redis Cluster is not supported yet; point data.redis.addr at a standalone Redis (or a proxy)"
             );
         }
-        let core = Arc::new(config.core_config()?);
+        let mut core = config.core_config()?;
+        ensure_resume_key(&mut core, None);
+        let core = Arc::new(core);
         let server = &config.server;
         let tcp = server
             .tcp
@@ -351,5 +353,20 @@ mod tests {
         assert_eq!(settings.balancer, Balancer::Wrr);
         assert_eq!(settings.breaker, BreakerConfig::default());
         assert!(settings.tcp.is_some() && settings.ws.is_some());
+    }
+}
+
+/// With session resume on and no `secret.resume_key`, tickets are sealed with `previous` (the
+/// running gateway's key, across a reload) or a random key of this process.
+pub(crate) fn ensure_resume_key(
+    core: &mut janus_core::config::ServerConfig,
+    previous: Option<&janus_core::resume::ResumeKey>,
+) {
+    if core.session.resume.enabled() && core.resume_key.is_none() {
+        core.resume_key = Some(previous.cloned().unwrap_or_else(|| {
+            let mut key = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut key);
+            janus_core::resume::ResumeKey::new(&key)
+        }));
     }
 }
