@@ -48,8 +48,12 @@ impl EdgeSettings {
             .as_ref()
             .context("edge: missing (janus-edge needs an edge section)")?;
         let server = &config.server;
+        let mut core = config.core_config()?;
+        // Session resume is not offered through the edge tier yet: its clients are refused a
+        // resume (or logged in afresh with their token) and never get a ticket.
+        core.resume_key = None;
         Ok(EdgeSettings {
-            core: Arc::new(config.core_config()?),
+            core: Arc::new(core),
             tcp: server
                 .tcp
                 .as_ref()
