@@ -166,6 +166,13 @@ impl ClientSession {
     /// session is not resumable (never granted, closed, or it sent more unconfirmed packets than
     /// it keeps); the caller then logs in afresh.
     pub fn take_resume(&mut self) -> Option<ClientResume> {
+        // A resume handshake cut short can be tried again on the next connection.
+        if let State::Handshaking { resuming, .. } = &mut self.state {
+            let previous = resuming.take()?;
+            self.state = State::Closed;
+            self.tx.clear();
+            return Some(*previous);
+        }
         if !self.is_resumable() {
             return None;
         }
