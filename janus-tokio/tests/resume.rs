@@ -408,3 +408,76 @@ async fn raw_resume(addr: SocketAddr, request: ResumeRequest) -> Result<(), Clie
     s.read_exact(&mut body).await.unwrap();
     handshake.finish(common::now(), &body).map(drop)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_session_resumes_over_websocket() {
+    let rig = rig(Duration::from_secs(30)).await;
+    let uid = 41_008;
+    let mut grpc = pusher(&rig).await;
+    let mut c = login(&rig, uid).await;
+    c.send(3, 1, 0, b"delay:200").await;
+    let previous = cut(&mut c);
+    assert!(push(&mut grpc, uid, "while away").await);
+
+    let url = format!("ws://{}/ws", rig.gateway.addrs().ws.unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let local = match ws.get_ref() {
+        tokio_tungstenite::MaybeTlsStream::Plain(s) => s.local_addr().unwrap(),
+        _ => unreachable!(),
+    };
+    let mut config = resume_config(uid);
+    config.token = String::new();
+    let session = ClientSession::resume(&config, common::now(), [12; 32], previous);
+    let mut c = TestClient::started(Wire::Ws(ws), local, uid, session).await;
+    assert!(matches!(
+        c.next_event().await,
+        Some(ClientEvent::Resumed { .. })
+    ));
+    assert_eq!(collect(&mut c, 2).await, ["while away", "delay:200"]);
+    let j = c.send(3, 1, 0, b"over ws").await;
+    assert_eq!(c.reply(j).await.data, &b"over ws"[..]);
+    let m = metrics(&rig).await;
+    assert_eq!(
+        metric(&m, "janus_connections_active{listener=\"ws\"}"),
+        1,
+        "the session counts for the socket it is on now"
+    );
+    assert_eq!(metric(&m, "janus_connections_active{listener=\"tcp\"}"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_session_that_would_lose_a_push_ends() {
+    let mut core = test_server_config(true);
+    core.resume_key = Some(ResumeKey::new(&[0x42; 32]));
+    core.session.resume.max_buffered_packets = 3;
+    let rig = Rig::start_with(|s| s.core = Arc::new(core)).await;
+    let uid = 41_009;
+    let mut grpc = pusher(&rig).await;
+    let mut c = login(&rig, uid).await;
+    let previous = cut(&mut c);
+    for n in 0..3 {
+        assert!(push(&mut grpc, uid, &format!("kept {n}")).await);
+    }
+    // One more than the buffer holds: the session ends rather than lose it.
+    push(&mut grpc, uid, "one too many").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!push(&mut grpc, uid, "after").await, "the session is gone");
+    let mut c = reconnect(&rig, uid, previous, false).await;
+    assert_eq!(
+        c.next_event().await,
+        Some(ClientEvent::Closed(ClientError::Handshake(
+            ClientHandshakeError::ResumeRefused(ResumeRefusal::Expired)
+        )))
+    );
+    let m = metrics(&rig).await;
+    assert_eq!(
+        metric(
+            &m,
+            "janus_sessions_closed_total{reason=\"resume_overflow\"}"
+        ),
+        1,
+        "{m}"
+    );
+}

@@ -126,6 +126,8 @@ fn attach(kept: &mut Kept, takeover: Box<Takeover>) -> Result<TcpStream, ()> {
             // `new` keeps the old, closed session: dropping it releases the new connection's
             // admission slot and counts one connection closed (two sockets became one).
             std::mem::swap(&mut kept.conn.session, &mut new.session);
+            // The socket (TCP or WebSocket) is the new one's: so is the listener it counts for.
+            std::mem::swap(&mut kept.conn.listener, &mut new.listener);
             if std::mem::take(&mut kept.conn.parked) {
                 kept.conn.shared.metrics.parked(-1);
             }
