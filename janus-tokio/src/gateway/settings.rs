@@ -340,6 +340,21 @@ impl GatewaySettings {
     }
 }
 
+/// With session resume on and no `secret.resume_key`, tickets are sealed with `previous` (the
+/// running gateway's key, across a reload) or a random key of this process.
+pub(crate) fn ensure_resume_key(
+    core: &mut janus_core::config::ServerConfig,
+    previous: Option<&janus_core::resume::ResumeKey>,
+) {
+    if core.session.resume.enabled() && core.resume_key.is_none() {
+        core.resume_key = Some(previous.cloned().unwrap_or_else(|| {
+            let mut key = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut key);
+            janus_core::resume::ResumeKey::new(&key)
+        }));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,20 +368,5 @@ mod tests {
         assert_eq!(settings.balancer, Balancer::Wrr);
         assert_eq!(settings.breaker, BreakerConfig::default());
         assert!(settings.tcp.is_some() && settings.ws.is_some());
-    }
-}
-
-/// With session resume on and no `secret.resume_key`, tickets are sealed with `previous` (the
-/// running gateway's key, across a reload) or a random key of this process.
-pub(crate) fn ensure_resume_key(
-    core: &mut janus_core::config::ServerConfig,
-    previous: Option<&janus_core::resume::ResumeKey>,
-) {
-    if core.session.resume.enabled() && core.resume_key.is_none() {
-        core.resume_key = Some(previous.cloned().unwrap_or_else(|| {
-            let mut key = [0u8; 32];
-            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut key);
-            janus_core::resume::ResumeKey::new(&key)
-        }));
     }
 }

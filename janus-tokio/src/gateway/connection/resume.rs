@@ -73,10 +73,11 @@ pub(super) async fn wait_parked(mut kept: Kept) -> Option<(Kept, TcpStream)> {
         let deadline = kept.conn.deadline();
         tokio::select! {
             Some(addressed) = kept.cmds.recv() => match addressed.cmd {
-                ConnCmd::Resume(takeover) => match attach(&mut kept, takeover) {
-                    Ok(stream) => return Some((kept, stream)),
-                    Err(()) => {}
-                },
+                ConnCmd::Resume(takeover) => {
+                    if let Some(stream) = attach(&mut kept, takeover) {
+                        return Some((kept, stream));
+                    }
+                }
                 // A parked client cannot be told to go elsewhere: it learns on resuming.
                 ConnCmd::Drain => kept.conn.close(CloseReason::Drained),
                 cmd => kept.conn.handle_cmd(cmd),
@@ -101,14 +102,14 @@ pub(super) fn take_over(
     takeover: Box<Takeover>,
 ) -> (Kept, TcpStream) {
     match attach(&mut kept, takeover) {
-        Ok(new) => (kept, new),
-        Err(()) => (kept, stream),
+        Some(new) => (kept, new),
+        None => (kept, stream),
     }
 }
 
 /// Lets the new connection's session take this one's over; on success this task carries on
 /// with the new session and socket. Refused, the new connection goes back to its task.
-fn attach(kept: &mut Kept, takeover: Box<Takeover>) -> Result<TcpStream, ()> {
+fn attach(kept: &mut Kept, takeover: Box<Takeover>) -> Option<TcpStream> {
     let Takeover {
         attach: Attach {
             conn: mut new,
@@ -135,12 +136,12 @@ fn attach(kept: &mut Kept, takeover: Box<Takeover>) -> Result<TcpStream, ()> {
             drop(new);
             kept.conn.process_events();
             debug!(parent: &kept.conn.span, "session resumed on a new connection");
-            Ok(stream)
+            Some(stream)
         }
         Err(refusal) => {
             debug!(parent: &kept.conn.span, reason = refusal.as_str(), "resume refused");
             let _ = back.send(Attach { conn: new, stream });
-            Err(())
+            None
         }
     }
 }
