@@ -346,6 +346,8 @@ impl TestClient {
                 Ok(Some(bytes)) => {
                     self.received += bytes.len();
                     self.session.handle_bytes(now(), &bytes);
+                    // What the bytes made the client send (a resume's re-sent requests, acks).
+                    self.flush().await;
                 }
                 Ok(None) => self.closed = true,
                 Err(_) if wake < deadline => {

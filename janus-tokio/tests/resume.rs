@@ -150,14 +150,14 @@ async fn a_cut_mid_stream_loses_and_repeats_nothing() {
     // Slow replies are on their way when the connection drops; pushes come while it is down.
     let mut slow = Vec::new();
     for _ in 0..3 {
-        slow.push(c.send(3, 1, 0, b"delay:150").await);
+        slow.push(c.send(3, 1, 0, b"delay:300").await);
     }
     let previous = cut(&mut c);
     assert!(
         push(&mut grpc, uid, "p1").await,
         "a parked session takes pushes"
     );
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
     assert!(push(&mut grpc, uid, "p2").await);
 
     let mut c = reconnect(&rig, uid, previous, false).await;
@@ -168,7 +168,7 @@ async fn a_cut_mid_stream_loses_and_repeats_nothing() {
     let seen = collect(&mut c, 5).await;
     assert_eq!(
         seen,
-        ["p1", "delay:150", "delay:150", "delay:150", "p2"],
+        ["p1", "delay:300", "delay:300", "delay:300", "p2"],
         "every reply and push once, in the order the gateway had them"
     );
 
@@ -479,5 +479,51 @@ async fn a_parked_session_that_would_lose_a_push_ends() {
         ),
         1,
         "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_lost_with_the_connection_is_sent_again_and_answered_once() {
+    let rig = rig(Duration::from_secs(30)).await;
+    let uid = 41_010;
+    let mut c = login(&rig, uid).await;
+    let delivered = c.send(3, 1, 0, b"delivered").await;
+    assert_eq!(c.reply(delivered).await.data, &b"delivered"[..]);
+    // Queued but never written: the connection died first.
+    let lost = c
+        .session
+        .send(
+            common::now(),
+            janus_core::client::Outgoing {
+                module: 3,
+                seq: 1,
+                data: Bytes::from_static(b"lost"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let previous = cut(&mut c);
+    let mut c = reconnect(&rig, uid, previous, false).await;
+    match c.next_event().await {
+        Some(ClientEvent::Resumed { start_index, .. }) => assert_eq!(start_index, lost),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.reply(lost).await.data, &b"lost"[..]);
+    let next = c.send(3, 1, 0, b"next").await;
+    assert_eq!(next, lost + 1);
+    assert_eq!(c.reply(next).await.data, &b"next"[..]);
+    let seen: Vec<_> = rig
+        .demo
+        .backend()
+        .observed()
+        .requests
+        .iter()
+        .filter(|r| r.oid == uid)
+        .map(|r| String::from_utf8_lossy(&r.request.data).into_owned())
+        .collect();
+    assert_eq!(
+        seen,
+        ["delivered", "lost", "next"],
+        "each reached the backend once"
     );
 }
