@@ -76,9 +76,12 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
     if ! cargo +nightly fuzz --version >/dev/null 2>&1; then cargo install cargo-fuzz --locked; fi
     for target in "${FUZZ_TARGETS[@]}"; do
         # Run on a scratch corpus seeded from the committed seeds, so the repo stays clean.
+        # Crash inputs a campaign found (scripts/fuzz-campaign.sh) are replayed first, as seeds.
         corpus="fuzz/corpus/$target"
         mkdir -p "$corpus"
-        (cd fuzz && cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- \
+        dirs=("corpus/$target" "seeds/$target")
+        [ -d "fuzz/regressions/$target" ] && dirs+=("regressions/$target")
+        (cd fuzz && cargo +nightly fuzz run "$target" "${dirs[@]}" -- \
             -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 12)
     done
 fi

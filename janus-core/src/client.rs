@@ -251,8 +251,21 @@ enum State {
     Closed,
 }
 
+/// Fuzz targets copy an established pair instead of repeating the handshake per input; a
+/// handshake in progress holds an ephemeral secret that must never be copied, so it cannot be.
+#[cfg(fuzzing)]
+impl Clone for State {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Established(link) => Self::Established(link.clone()),
+            Self::Handshaking { .. } | Self::Closed => Self::Closed,
+        }
+    }
+}
+
 /// An established session.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 struct Link {
     cipher: Option<Box<PacketCipher>>,
     next_index: i32,
@@ -267,6 +280,7 @@ struct Link {
 /// [`poll_event`](Self::poll_event), then [`poll_transmit`](Self::poll_transmit), then re-arm
 /// the timer with [`poll_timeout`](Self::poll_timeout) (see the [module docs](self)).
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct ClientSession {
     state: State,
     frames: FrameDecoder,

@@ -34,6 +34,7 @@ pub const DEFAULT_MAX_UNCONFIRMED: usize = 1024;
 
 /// What a session granted resume keeps while its connection is up.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(super) struct ResumeLink {
     ticket: Bytes,
     secret: Option<[u8; 32]>,

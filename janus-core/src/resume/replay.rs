@@ -19,6 +19,7 @@ pub struct ReplayGap {
 /// Unacknowledged packets, oldest first, numbered 1, 2, 3 … over the session's whole life (a
 /// resume continues the count). See the [module documentation](super) for the bounds.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct ReplayBuffer {
     packets: VecDeque<Bytes>,
     bytes: usize,

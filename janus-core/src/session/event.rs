@@ -140,6 +140,7 @@ pub enum Event {
 /// queue when the queue is empty: it waits in a slot that is polled first. The slot is only
 /// filled while the queue is empty, so whatever it holds is older than everything queued.
 #[derive(Debug, Default)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(super) struct Events {
     forward: Option<(TunnelId, TunnelMessage)>,
     queue: VecDeque<Event>,

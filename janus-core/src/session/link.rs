@@ -16,6 +16,7 @@ use crate::{
 
 /// An authenticated connection.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(super) struct Link {
     pub identity: Identity,
     /// `None` in unencrypted mode.
@@ -35,6 +36,7 @@ pub(super) struct Link {
 
 /// An open tunnel of a session.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(super) struct Tunnel {
     pub id: TunnelId,
     pub key: TunnelKey,

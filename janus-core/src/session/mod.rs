@@ -106,6 +106,7 @@ impl SessionStats {
 }
 
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 enum State {
     /// `seed` seeds the generator for the ephemeral key; nothing random is needed afterwards.
     Handshaking {
@@ -122,6 +123,7 @@ enum State {
 
 /// One client connection. See the [module documentation](self) for the call order.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct Session {
     config: Arc<ServerConfig>,
     context: ConnectionContext,

@@ -17,6 +17,7 @@ const IDLE_BUFFER_CAP: usize = 4096;
 
 /// The session key with the nonces this side seals under it.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(super) struct Sealer {
     /// The 32-byte session key.
     key: SharedKey,
@@ -50,6 +51,7 @@ impl Sealer {
 
 /// Frames waiting for the client, and what has gone out so far.
 #[derive(Debug, Default)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(super) struct Outbound {
     buf: BytesMut,
     /// Frames queued.

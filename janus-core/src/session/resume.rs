@@ -31,6 +31,7 @@ use crate::{
 
 /// What a resumable session keeps besides its replay buffer (which lives in its `Outbound`).
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(super) struct Resumable {
     pub session: SessionId,
     /// The generation of the only ticket that resumes it now.
@@ -43,6 +44,7 @@ pub(super) struct Resumable {
 
 /// A handshake with a valid ticket, waiting for the adapter to bring the old session.
 #[derive(Debug)]
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(super) struct Resuming {
     claim: ResumeClaim,
     key: Option<SharedKey>,
