@@ -147,6 +147,11 @@ pub struct Config {
     pub reconnect: Option<Reconnect>,
     /// [`DEFAULT_EVENT_CAPACITY`] (1024).
     pub event_capacity: usize,
+    /// Ask the gateway for session resume, and resume the session on reconnect when it was
+    /// granted: requests in flight keep their waiters and the replies and pushes sent while the
+    /// connection was down arrive after [`Event::Resumed`](crate::Event::Resumed). A gateway
+    /// that does not offer it (Go, or Janus with it off) ignores the request. Default `true`.
+    pub resume: bool,
 }
 
 impl Config {
@@ -166,6 +171,7 @@ impl Config {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             reconnect: Some(Reconnect::default()),
             event_capacity: DEFAULT_EVENT_CAPACITY,
+            resume: true,
         }
     }
 
@@ -179,6 +185,7 @@ impl Config {
         c.heartbeat_interval = self.heartbeat_interval;
         c.request_timeout = Some(self.request_timeout);
         c.max_pending = self.max_pending;
+        c.resume = self.resume;
         c
     }
 }

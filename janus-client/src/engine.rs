@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use janus_core::{
     Time,
-    client::{ClientConfig, ClientError, ClientEvent, ClientSession, Outgoing},
+    client::{ClientConfig, ClientError, ClientEvent, ClientResume, ClientSession, Outgoing},
 };
 use janus_proto::packet::Packet;
 
@@ -44,6 +44,8 @@ pub enum Output<W> {
 #[derive(Debug)]
 pub struct Engine<W> {
     session: Option<ClientSession>,
+    /// The session of a lost connection, to resume on the next (its waiters are kept).
+    resume: Option<ClientResume>,
     waiters: HashMap<i32, W>,
     outputs: VecDeque<Output<W>>,
 }
@@ -59,6 +61,7 @@ impl<W> Engine<W> {
     pub fn new() -> Self {
         Self {
             session: None,
+            resume: None,
             waiters: HashMap::new(),
             outputs: VecDeque::new(),
         }
@@ -69,12 +72,23 @@ impl<W> Engine<W> {
     /// running is ended first. `seed` must come from a CSPRNG (it makes the ephemeral key and
     /// the nonces).
     ///
-    /// This is where session resume will plug in: a ticket from the previous session instead of
-    /// a fresh login, with the waiters kept across the gap.
+    /// When the previous connection's session was granted resume, this one resumes it
+    /// (`config.token` is the fallback: a refused resume logs in afresh with it, and the
+    /// requests still waiting end with [`RequestError::ConnectionClosed`]).
     pub fn start(&mut self, config: &ClientConfig, now: Time, seed: [u8; 32]) {
-        self.lost(Disconnect::Transport("replaced by a new connection".into()));
-        self.session = Some(ClientSession::new(config, now, seed));
+        if self.session.is_some() {
+            self.lost(Disconnect::Transport("replaced by a new connection".into()));
+        }
+        self.session = Some(match self.resume.take() {
+            Some(previous) => ClientSession::resume(config, now, seed, previous),
+            None => ClientSession::new(config, now, seed),
+        });
         self.drain();
+    }
+
+    /// Whether the next [`start`](Self::start) resumes the lost session.
+    pub fn can_resume(&self) -> bool {
+        self.resume.is_some()
     }
 
     /// Whether a session is up (handshake done) and can take requests.
@@ -156,16 +170,28 @@ impl<W> Engine<W> {
         }
     }
 
-    /// The transport ended (EOF, an IO error, a failed write): the session is over.
+    /// The transport ended (EOF, an IO error, a failed write): the session is over, unless it
+    /// can be resumed on the next connection ([`Output::Ended`] comes either way; the waiters
+    /// are answered only when it cannot).
     pub fn lost(&mut self, reason: Disconnect) {
         self.drain();
-        if self.session.take().is_some() {
+        if let Some(mut session) = self.session.take() {
+            if reason != Disconnect::Closed {
+                if let Some(resume) = session.take_resume() {
+                    self.resume = Some(resume);
+                    self.outputs.push_back(Output::Ended(reason));
+                    return;
+                }
+            }
             self.end(reason);
         }
     }
 
-    /// The application closes the connection.
+    /// The application closes the connection (and gives up a resume it could have made).
     pub fn close(&mut self) {
+        if self.resume.take().is_some() && self.session.is_none() {
+            self.answer_all();
+        }
         self.lost(Disconnect::Closed);
     }
 
@@ -183,6 +209,12 @@ impl<W> Engine<W> {
                     self.outputs
                         .push_back(Output::Event(Event::Connected { server_time }));
                 }
+                ClientEvent::Resumed { server_time, .. } => {
+                    self.outputs
+                        .push_back(Output::Event(Event::Resumed { server_time }));
+                }
+                // A fresh login follows (`Established`): the old session's requests are gone.
+                ClientEvent::ResumeRefused(_) => self.answer_all(),
                 ClientEvent::Packet(packet) if packet.index == 0 => {
                     self.outputs.push_back(Output::Event(Event::Push(packet)));
                 }
@@ -236,6 +268,12 @@ impl<W> Engine<W> {
 
     /// Answers every waiter, then says the connection is over.
     fn end(&mut self, reason: Disconnect) {
+        self.answer_all();
+        self.outputs.push_back(Output::Ended(reason));
+    }
+
+    /// Answers every waiter: its connection is gone for good.
+    fn answer_all(&mut self) {
         let mut waiting: Vec<_> = self.waiters.drain().collect();
         // In sending order (wrapping indexes aside), so the application sees a tidy sequence.
         waiting.sort_by_key(|(index, _)| *index);
@@ -243,7 +281,6 @@ impl<W> Engine<W> {
             self.outputs
                 .push_back(Output::Answer(w, Err(RequestError::ConnectionClosed)));
         }
-        self.outputs.push_back(Output::Ended(reason));
     }
 }
 

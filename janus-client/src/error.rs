@@ -101,6 +101,12 @@ pub enum Event {
         /// The gateway's clock, unix seconds.
         server_time: i64,
     },
+    /// A reconnect resumed the session (see [`Config::resume`](crate::Config::resume)): requests
+    /// in flight are still waiting, and what the gateway sent meanwhile follows.
+    Resumed {
+        /// The gateway's clock, unix seconds.
+        server_time: i64,
+    },
     /// A server push (index 0); `data` already inflated.
     Push(Packet),
     /// The answer to one of the client's own heartbeats: the server's clock (unix seconds) and

@@ -53,9 +53,13 @@
 //!
 //! # Session resume
 //!
-//! Not yet: a reconnect is a new login, and requests in flight when the connection dropped end
-//! with [`RequestError::ConnectionClosed`]. Resume will plug in at [`Engine::start`] (a ticket
-//! from the previous session instead of a fresh start) and keep the waiters across it.
+//! On by default ([`Config::resume`]): the handshake asks the gateway for a resume ticket, and a
+//! reconnect within the gateway's window (30 s by default) continues the same session instead of
+//! logging in again ([`Event::Resumed`] instead of [`Event::Connected`]). Requests in flight when
+//! the connection dropped keep waiting and get their replies, and pushes sent meanwhile arrive,
+//! each exactly once and in order. A gateway that refuses (window passed, a newer login) or does
+//! not offer it (Go, or Janus with it off) logs the client in afresh with the reconnect's token;
+//! the requests in flight then end with [`RequestError::ConnectionClosed`]. See `docs/resume.md`.
 
 #[cfg(feature = "blocking")]
 pub mod blocking;

@@ -52,13 +52,18 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-use std::{collections::BTreeMap, path::Path, time::SystemTime};
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    time::{Duration, SystemTime},
+};
 
 use janus_core::{
     config::{ServerConfig, ServerCredentials, SessionConfig},
     crypto::VerifyingKey,
     limit::{AdmissionConfig, RateLimit},
     replay::TokenReplayCache,
+    resume::ResumeKey,
     route::RouteTable,
     token::{TokenError, TokenKey},
 };
@@ -187,7 +192,24 @@ impl Config {
         core.session = self.session_config()?;
         core.replay = TokenReplayCache::new(self.limits.replay_cache);
         core.routes = self.route_table()?;
+        core.resume_key = self.resume_key()?;
         Ok(core)
+    }
+
+    /// `secret.resume_key` as the ticket key, when resume is on and a key is set (`None`: the
+    /// gateway makes a random one).
+    pub fn resume_key(&self) -> Result<Option<ResumeKey>, ConfigError> {
+        let key = &self.secret.resume_key;
+        if !self.limits.session.resume.enabled || key.is_empty() {
+            return Ok(None);
+        }
+        if key.len() < 16 {
+            return Err(ConfigError::secret(
+                "secret.resume_key",
+                format!("is {} bytes; use at least 16 random ones", key.len()),
+            ));
+        }
+        Ok(Some(ResumeKey::from_secret(key.as_bytes())))
     }
 
     /// `secret.account_aes_key` as the token key: the raw bytes of the text.
@@ -259,6 +281,16 @@ impl Config {
         core.max_pending = s.max_pending;
         core.drain_timeout = s.drain_timeout;
         core.check_index = s.check_index;
+        let r = &s.resume;
+        if r.enabled && r.window.is_zero() {
+            return Err(ConfigError::invalid(
+                "limits.session.resume.window",
+                "must be more than 0s when resume is enabled",
+            ));
+        }
+        core.resume.window = if r.enabled { r.window } else { Duration::ZERO };
+        core.resume.max_buffered_bytes = r.max_buffered_bytes;
+        core.resume.max_buffered_packets = r.max_buffered_packets;
         Ok(core)
     }
 

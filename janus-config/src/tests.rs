@@ -1412,3 +1412,53 @@ fn the_backend_pool_is_sized_by_limits() {
         assert_eq!(p, path);
     }
 }
+
+#[test]
+fn session_resume_is_off_unless_enabled_and_takes_its_key_from_the_secret() {
+    let c = parse("{}").unwrap();
+    let core = c.session_config().unwrap();
+    assert!(!core.resume.enabled(), "off by default");
+    assert!(c.resume_key().unwrap().is_none());
+
+    let c = parse(
+        "limits:\n  session:\n    resume:\n      enabled: true\n      window: 45s\n      \
+         max_buffered_bytes: 1000\n      max_buffered_packets: 10\n\
+         secret:\n  resume_key: 0123456789abcdef-resume\n",
+    )
+    .unwrap();
+    let core = c.session_config().unwrap();
+    assert_eq!(core.resume.window, Duration::from_secs(45));
+    assert_eq!(
+        (
+            core.resume.max_buffered_bytes,
+            core.resume.max_buffered_packets
+        ),
+        (1000, 10)
+    );
+    assert!(c.resume_key().unwrap().is_some());
+
+    let c = parse("limits:\n  session:\n    resume:\n      enabled: true\n").unwrap();
+    assert_eq!(
+        c.session_config().unwrap().resume.window,
+        Duration::from_secs(30)
+    );
+    assert!(
+        c.resume_key().unwrap().is_none(),
+        "the gateway makes a random one"
+    );
+
+    let c = parse(
+        "limits:\n  session:\n    resume:\n      enabled: true\nsecret:\n  resume_key: short\n",
+    )
+    .unwrap();
+    let err = c.resume_key().unwrap_err().to_string();
+    assert!(err.contains("secret.resume_key"), "{err}");
+    let c =
+        parse("limits:\n  session:\n    resume:\n      enabled: true\n      window: 0s\n").unwrap();
+    let err = c.session_config().unwrap_err().to_string();
+    assert!(err.contains("limits.session.resume.window"), "{err}");
+    assert!(
+        parse("limits:\n  session:\n    resume:\n      windw: 1s\n").is_err(),
+        "unknown keys are refused"
+    );
+}

@@ -49,6 +49,7 @@
 //! packet as it comes.
 
 mod pending;
+mod resume;
 #[cfg(test)]
 mod tests;
 
@@ -66,14 +67,19 @@ use prost::Message;
 use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
 use rand_core::RngCore;
 
-use self::pending::{Answered, Pending, Request};
+pub use self::resume::{ClientResume, DEFAULT_MAX_UNCONFIRMED};
+use self::{
+    pending::{Answered, Pending, Request},
+    resume::ResumeLink,
+};
 use crate::{
     Time,
     compress::inflate,
     config::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_TIMESTAMP_SKEW},
     crypto::{NONCE_LEN, PacketCipher},
     frame::{self, DEFAULT_MAX_FRAME_LEN, FrameDecoder, FrameError, HEADER_LEN},
-    handshake::{ClientHandshake, ClientHandshakeError, ClientKeys},
+    handshake::{ClientHandshake, ClientHandshakeError, ClientKeys, ResumeRequest},
+    resume::ResumeRefusal,
     system::{self, HEARTBEAT_SEQ, SYSTEM_MODULE, SystemMessage},
 };
 
@@ -123,6 +129,10 @@ pub struct ClientConfig {
     /// Requests remembered at once (at least one); beyond it the oldest is given up on. Default
     /// [`DEFAULT_CLIENT_MAX_PENDING`] (1024).
     pub max_pending: usize,
+    /// Ask the gateway for session resume (`janus.resume.v1`, docs/resume.md): a dropped
+    /// connection can then be carried on ([`ClientSession::into_resume`],
+    /// [`ClientSession::resume`]). Default `false`: the handshake is exactly upstream's.
+    pub resume: bool,
 }
 
 impl ClientConfig {
@@ -139,6 +149,7 @@ impl ClientConfig {
             heartbeat_interval: Some(DEFAULT_HEARTBEAT_INTERVAL),
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             max_pending: DEFAULT_CLIENT_MAX_PENDING,
+            resume: false,
         }
     }
 }
@@ -183,6 +194,10 @@ pub enum ClientError {
     /// The application closed it.
     #[error("closed locally")]
     Local,
+    /// A resume went wrong on the client's side: the server's `start_index` does not match the
+    /// requests the client still holds (it sent more than it could keep).
+    #[error("cannot resume: the server lacks requests the client no longer holds")]
+    ResumeGap,
 }
 
 /// What the client application is told (the order is in the [module docs](self#events)).
@@ -215,6 +230,13 @@ pub enum ClientEvent {
     Logout(LogoutCode),
     /// The session is over. Always the last event.
     Closed(ClientError),
+    /// A resumed session ([`ClientSession::resume`]) continues: requests the server had not
+    /// received were sent again, and the packets the client missed follow, in order.
+    Resumed { start_index: i32, server_time: i64 },
+    /// The gateway would not resume the session and logged the client in afresh with its token
+    /// (an [`Established`](ClientEvent::Established) follows; the old session's requests got
+    /// their `RequestTimeout` first).
+    ResumeRefused(ResumeRefusal),
 }
 
 #[derive(Debug)]
@@ -222,6 +244,8 @@ enum State {
     Handshaking {
         handshake: Box<ClientHandshake>,
         deadline: Time,
+        /// The session being resumed, if this handshake resumes one.
+        resuming: Option<Box<ClientResume>>,
     },
     Established(Link),
     Closed,
@@ -248,6 +272,8 @@ struct Link {
     pending: Pending,
     /// When the last packet was queued: heartbeats fill the silences.
     last_sent: Time,
+    /// Set when the server granted session resume.
+    resume: Option<Box<ResumeLink>>,
 }
 
 /// The client side of one connection. Feed it bytes, timeouts and requests; after each, drain
@@ -271,20 +297,52 @@ impl ClientSession {
     /// Starts a session: the `CSHandshake` frame is queued for [`poll_transmit`](Self::poll_transmit)
     /// and the handshake deadline is armed.
     pub fn new(config: &ClientConfig, now: Time, seed: [u8; 32]) -> Self {
+        Self::start(config, now, seed, None)
+    }
+
+    /// Starts a session that resumes `previous` (from [`into_resume`](Self::into_resume)) on a
+    /// new connection: the handshake carries its ticket, what was received and the proof. Then
+    /// [`ClientEvent::Resumed`], or [`ClientEvent::ResumeRefused`] and a fresh login (when
+    /// `config` has a token), or `Closed(Handshake(ResumeRefused))`.
+    pub fn resume(
+        config: &ClientConfig,
+        now: Time,
+        seed: [u8; 32],
+        previous: ClientResume,
+    ) -> Self {
+        Self::start(config, now, seed, Some(Box::new(previous)))
+    }
+
+    fn start(
+        config: &ClientConfig,
+        now: Time,
+        seed: [u8; 32],
+        resuming: Option<Box<ClientResume>>,
+    ) -> Self {
         let mut rng = ChaCha20Rng::from_seed(seed);
-        let (handshake, packet) = ClientHandshake::start(
+        let request = match &resuming {
+            Some(previous) => Some(previous.request()),
+            None if config.resume => Some(ResumeRequest {
+                request: true,
+                ..Default::default()
+            }),
+            None => None,
+        };
+        let (handshake, packet) = ClientHandshake::start_with(
             config.keys.clone(),
             &config.token,
             config.server_id,
             config.conn_id,
             now,
             config.max_timestamp_skew.as_secs(),
+            request.as_ref(),
             &mut rng,
         );
         let mut session = Self {
             state: State::Handshaking {
                 handshake: Box::new(handshake),
                 deadline: now + config.handshake_timeout,
+                resuming,
             },
             frames: FrameDecoder::new(config.max_frame_len),
             rx: BytesMut::new(),
@@ -341,26 +399,23 @@ impl ClientSession {
     fn handle_frame(&mut self, now: Time, body: BytesMut) {
         match &mut self.state {
             State::Handshaking { .. } => {
-                let State::Handshaking { handshake, .. } =
-                    std::mem::replace(&mut self.state, State::Closed)
+                let State::Handshaking {
+                    handshake,
+                    resuming,
+                    ..
+                } = std::mem::replace(&mut self.state, State::Closed)
                 else {
                     return;
                 };
                 match handshake.finish(now, &body) {
-                    Ok(done) => {
-                        self.state = State::Established(Link {
-                            cipher: done.key.as_ref().map(|k| Box::new(PacketCipher::new(k))),
-                            next_index: done.start_index,
-                            pending: Pending::new(done.start_index, self.max_pending),
-                            last_sent: now,
-                        });
-                        self.events.push_back(ClientEvent::Established {
-                            start_index: done.start_index,
-                            server_time: done.server_time,
-                        });
-                    }
+                    Ok(done) => self.established(now, done, resuming),
                     // `self.state` is already Closed: report directly.
-                    Err(e) => self.events.push_back(ClientEvent::Closed(e.into())),
+                    Err(e) => {
+                        if let Some(mut previous) = resuming {
+                            self.give_up_all(&mut previous.pending);
+                        }
+                        self.events.push_back(ClientEvent::Closed(e.into()));
+                    }
                 }
             }
             State::Established(link) => {
@@ -380,7 +435,13 @@ impl ClientSession {
                     Ok(p)
                 });
                 match packet {
-                    Ok(p) => self.handle_packet(p),
+                    Ok(p) => {
+                        if let Some(resume) = link.resume.as_mut() {
+                            resume.received(now, &p);
+                        }
+                        self.handle_packet(p);
+                        self.ack_if_due(now, false);
+                    }
                     Err(e) => self.fail(e),
                 }
             }
@@ -472,6 +533,9 @@ impl ClientSession {
             ..Default::default()
         };
         queue(&mut self.tx, link.cipher.as_deref(), &mut self.rng, &packet)?;
+        if let Some(resume) = link.resume.as_mut() {
+            resume.sent(packet);
+        }
         // Only a packet that was queued uses up its index: the server expects them without gaps.
         link.next_index = index.wrapping_add(1);
         link.last_sent = link.last_sent.max(now);
@@ -505,8 +569,13 @@ impl ClientSession {
     /// a silence. Calling it early, or twice, does nothing more.
     pub fn handle_timeout(&mut self, now: Time) {
         let heartbeat_due = match &mut self.state {
-            State::Handshaking { deadline, .. } => {
+            State::Handshaking {
+                deadline, resuming, ..
+            } => {
                 if now >= *deadline {
+                    if let Some(mut previous) = resuming.take() {
+                        self.give_up_all(&mut previous.pending);
+                    }
                     self.fail(ClientError::HandshakeTimeout);
                 }
                 return;
@@ -520,6 +589,7 @@ impl ClientSession {
             }
             State::Closed => return,
         };
+        self.ack_if_due(now, true);
         if heartbeat_due {
             let beat = Outgoing {
                 module: SYSTEM_MODULE,
@@ -542,10 +612,11 @@ impl ClientSession {
             State::Handshaking { deadline, .. } => Some(*deadline),
             State::Established(link) => {
                 let heartbeat = self.heartbeat_interval.map(|i| link.last_sent + i);
-                match (heartbeat, link.pending.next_deadline()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                let ack = link.resume.as_ref().and_then(|r| r.ack_due());
+                [heartbeat, link.pending.next_deadline(), ack]
+                    .into_iter()
+                    .flatten()
+                    .min()
             }
             State::Closed => None,
         }

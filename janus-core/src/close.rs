@@ -94,6 +94,15 @@ pub enum CloseReason {
     /// A filter failed (returned an error or panicked) and its failure policy closes the
     /// session.
     FilterFailed,
+    // --- session resume (janus_core::resume) ---
+    /// The connection of a resumable session dropped and its client did not come back within
+    /// the resume window: the session ends as on a normal disconnect.
+    ResumeExpired,
+    /// A parked session received more than its replay buffer holds: packets would be lost, so it
+    /// ends instead.
+    ResumeOverflow,
+    /// A resume handshake without a token was refused (the `SCHandshake` says why).
+    ResumeRefused,
 }
 
 impl CloseReason {
@@ -137,6 +146,9 @@ impl CloseReason {
             FilterRefused,
             FilterClosed,
             FilterFailed,
+            ResumeExpired,
+            ResumeOverflow,
+            ResumeRefused,
         ]
     };
 
@@ -161,7 +173,8 @@ impl CloseReason {
             WsMessageTooBig => 1009,
             ServerError | BackendBackpressure | FilterFailed => 1011,
             HandshakeEvicted => 1013,
-            PeerClosed | ConflictingLogin | AdminKickOut | Banned => 1000,
+            PeerClosed | ConflictingLogin | AdminKickOut | Banned | ResumeExpired
+            | ResumeOverflow => 1000,
             _ => 1008,
         }
     }
@@ -206,6 +219,9 @@ impl CloseReason {
             FilterRefused => "filter_refused",
             FilterClosed => "filter_closed",
             FilterFailed => "filter_failed",
+            ResumeExpired => "resume_expired",
+            ResumeOverflow => "resume_overflow",
+            ResumeRefused => "resume_refused",
         }
     }
 
@@ -252,7 +268,10 @@ impl CloseReason {
             | RateLimited
             | SlowConsumer
             | PeerClosed
-            | FilterClosed => None,
+            | FilterClosed
+            | ResumeExpired
+            | ResumeOverflow
+            | ResumeRefused => None,
         }
     }
 
@@ -269,6 +288,8 @@ impl CloseReason {
                 | Self::BackendBackpressure
                 | Self::PeerClosed
                 | Self::FilterFailed
+                | Self::ResumeExpired
+                | Self::ResumeOverflow
         )
     }
 }
@@ -330,7 +351,10 @@ mod tests {
                 | PeerClosed
                 | FilterRefused
                 | FilterClosed
-                | FilterFailed => CloseReason::ALL.contains(&r),
+                | FilterFailed
+                | ResumeExpired
+                | ResumeOverflow
+                | ResumeRefused => CloseReason::ALL.contains(&r),
             }
         };
         assert!(CloseReason::ALL.iter().all(|r| listed(*r)));

@@ -9,6 +9,7 @@ use crate::{
     frame::DEFAULT_MAX_FRAME_LEN,
     limit::RateLimit,
     replay::TokenReplayCache,
+    resume::{ResumeConfig, ResumeKey},
     route::RouteTable,
     token::TokenKey,
 };
@@ -80,6 +81,10 @@ pub struct SessionConfig {
     /// Enforce the strict +1 packet index. Default `true`. Upstream skips the check in
     /// unencrypted mode; turn it off only for clients that do not count.
     pub check_index: bool,
+    /// Session resume (window and buffer bounds). Default [`ResumeConfig::default`] (30 s); it
+    /// only applies to clients that ask for it, on a gateway with a
+    /// [`resume_key`](ServerConfig::resume_key).
+    pub resume: ResumeConfig,
 }
 
 impl Default for SessionConfig {
@@ -99,6 +104,7 @@ impl Default for SessionConfig {
             max_pending: DEFAULT_MAX_PENDING,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             check_index: true,
+            resume: ResumeConfig::default(),
         }
     }
 }
@@ -128,6 +134,9 @@ pub struct ServerConfig {
     pub routes: RouteTable,
     /// The filters every session runs ([`crate::filter`]). Default: none.
     pub filters: FilterChain,
+    /// Mints and opens resume tickets; `None` (the default) turns session resume off: requests
+    /// for it are ignored, as a Go gateway ignores them.
+    pub resume_key: Option<ResumeKey>,
 }
 
 impl ServerConfig {
@@ -140,6 +149,7 @@ impl ServerConfig {
             replay: TokenReplayCache::default(),
             routes: RouteTable::default(),
             filters: FilterChain::default(),
+            resume_key: None,
         }
     }
 }

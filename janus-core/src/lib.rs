@@ -24,6 +24,7 @@
 //!   filters (bans, module allow/deny lists, payload sizes, per-module rate limits, routing).
 //! * [`limit`]: admission control, rate limiting, and the list of every limit.
 //! * [`relay`]: the edge ↔ hub link (sans-IO both ends) and the hub's stand-in session.
+//! * [`resume`]: session resume (tickets, the replay buffer, resumable sessions).
 //! * [`testing`]: deterministic keys, tokens and a virtual-time client/server [`testing::Pair`].
 //!
 //! The wire format is go-pantheon's, byte for byte (see `spec/wire-protocol.md`), with its
@@ -46,6 +47,7 @@ pub mod login;
 pub mod proxy;
 pub mod relay;
 pub mod replay;
+pub mod resume;
 pub mod route;
 pub mod session;
 pub mod system;

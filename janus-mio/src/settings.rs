@@ -48,16 +48,17 @@ impl EdgeSettings {
             .as_ref()
             .context("edge: missing (janus-edge needs an edge section)")?;
         let server = &config.server;
+        let mut core = config.core_config()?;
+        // Session resume is not offered through the edge tier yet: its clients are refused a
+        // resume (or logged in afresh with their token) and never get a ticket.
+        core.resume_key = None;
+        // The built-in filters run on the edge too (its sessions are core sessions).
+        if !core.filters.is_empty() {
+            core.filters
+                .set_stopwatch(Arc::new(crate::clock::FilterStopwatch::default()));
+        }
         Ok(EdgeSettings {
-            core: Arc::new({
-                // The built-in filters run on the edge too (its sessions are core sessions).
-                let mut core = config.core_config()?;
-                if !core.filters.is_empty() {
-                    core.filters
-                        .set_stopwatch(Arc::new(crate::clock::FilterStopwatch::default()));
-                }
-                core
-            }),
+            core: Arc::new(core),
             tcp: server
                 .tcp
                 .as_ref()

@@ -550,3 +550,44 @@ async fn a_full_handshake_pool_evicts_the_least_advanced_handshake() {
     assert!(still.is_err(), "the advanced handshake is still open");
     support::Rig::stop_edge(edge).await;
 }
+
+/// Session resume is not offered through the edge tier yet: a client that asks gets no ticket
+/// (as from a Go gateway), and one that presents a ticket is logged in afresh with its token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_grants_no_resume_and_logs_a_resuming_client_in_afresh() {
+    use janus_core::{
+        client::{ClientEvent, ClientSession},
+        resume::ResumeRefusal,
+    };
+    let rig = Rig::start().await;
+    let mut config = common::quiet_config(common::token(40_050, "local"));
+    config.resume = true;
+    let c = TestClient::tcp_with(rig.tcp(), 40_050, config.clone()).await;
+    assert!(!c.session.is_resumable(), "no ticket through the edge");
+
+    // A ticket from a gateway that grants resume, presented to the edge.
+    let mut core = janus_core::testing::test_server_config(true);
+    core.resume_key = Some(janus_core::resume::ResumeKey::new(&[2; 32]));
+    let mut pair =
+        janus_core::testing::Pair::new(std::sync::Arc::new(core), &config, common::now());
+    pair.drive();
+    let previous = pair
+        .client
+        .take_resume()
+        .expect("granted by the other gateway");
+    config.token = common::token(40_050, "local");
+    let stream = tokio::net::TcpStream::connect(rig.tcp()).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    let session = ClientSession::resume(&config, common::now(), [8; 32], previous);
+    let mut r = TestClient::started(common::Wire::Tcp(stream), local, 40_050, session).await;
+    assert_eq!(
+        r.next_event().await,
+        Some(ClientEvent::ResumeRefused(ResumeRefusal::Unknown))
+    );
+    assert!(matches!(
+        r.next_event().await,
+        Some(ClientEvent::Established { start_index: 1, .. })
+    ));
+    let index = r.send(3, 1, 0, b"afresh").await;
+    assert_eq!(&r.reply(index).await.data[..], b"afresh");
+}

@@ -85,4 +85,10 @@ pub mod janus {
             include!("gen/janus.relay.v1.rs");
         }
     }
+    /// `janus.resume.v1`: the session-resume extension of the handshake (`docs/resume.md`).
+    pub mod resume {
+        pub mod v1 {
+            include!("gen/janus.resume.v1.rs");
+        }
+    }
 }

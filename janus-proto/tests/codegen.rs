@@ -22,6 +22,7 @@ const PROTO_FILES: &[&str] = &[
     "room/intra/v1/tunnel.proto",
     "broadcaster/service/push/v1/push.proto",
     "janus/relay/v1/relay.proto",
+    "janus/resume/v1/resume.proto",
 ];
 
 /// Packages whose services get tonic code (behind the `grpc` feature), and the Rust path of each

@@ -67,8 +67,18 @@ pub fn token(uid: i64) -> String {
     }
 }
 
-fn settings(backend: SocketAddr, tcp: SocketAddr, ws: SocketAddr) -> GatewaySettings {
-    let mut s = GatewaySettings::local(Arc::new(test_server_config(true)), &backend.to_string());
+fn settings(
+    backend: SocketAddr,
+    tcp: SocketAddr,
+    ws: SocketAddr,
+    resume_window: Option<Duration>,
+) -> GatewaySettings {
+    let mut core = test_server_config(true);
+    if let Some(window) = resume_window {
+        core.resume_key = Some(janus_core::resume::ResumeKey::new(&[0x33; 32]));
+        core.session.resume.window = window;
+    }
+    let mut s = GatewaySettings::local(Arc::new(core), &backend.to_string());
     s.tcp = Some(tcp);
     if let Some(w) = &mut s.ws {
         w.addr = ws;
@@ -86,16 +96,26 @@ pub struct Rig {
     gateway: Option<Gateway>,
     tcp: SocketAddr,
     ws: SocketAddr,
+    resume_window: Option<Duration>,
 }
 
 impl Rig {
     /// Starts both on free ports.
     pub async fn start() -> anyhow::Result<Rig> {
+        Self::start_with(None).await
+    }
+
+    /// [`start`](Self::start) with session resume granted, sessions kept for `window`.
+    pub async fn start_resumable(window: Duration) -> anyhow::Result<Rig> {
+        Self::start_with(Some(window)).await
+    }
+
+    async fn start_with(resume_window: Option<Duration>) -> anyhow::Result<Rig> {
         let demo = DemoBackend::new(DemoConfig::default())
             .spawn_local()
             .await?;
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        let gateway = Gateway::start(settings(demo.addr(), any, any)).await?;
+        let gateway = Gateway::start(settings(demo.addr(), any, any, resume_window)).await?;
         let addrs = gateway.addrs();
         let (Some(tcp), Some(ws)) = (addrs.tcp, addrs.ws) else {
             anyhow::bail!("the gateway bound no client listener");
@@ -105,6 +125,7 @@ impl Rig {
             gateway: Some(gateway),
             tcp,
             ws,
+            resume_window,
         })
     }
 
@@ -130,7 +151,8 @@ impl Rig {
             gateway.shutdown().await;
         }
         tokio::time::sleep(down).await;
-        self.gateway = Some(Gateway::start(settings(self.demo.addr(), self.tcp, self.ws)).await?);
+        let settings = settings(self.demo.addr(), self.tcp, self.ws, self.resume_window);
+        self.gateway = Some(Gateway::start(settings).await?);
         Ok(())
     }
 

@@ -303,3 +303,50 @@ async fn the_first_connection_reports_its_failure() {
     .unwrap_err();
     assert!(matches!(unreachable, Disconnect::Transport(_)));
 }
+
+#[tokio::test]
+async fn resumes_after_a_cut_with_requests_in_flight_and_pushes_missed() {
+    let rig = Rig::start_resumable(Duration::from_secs(30)).await.unwrap();
+    let proxy = CutProxy::start(rig.tcp()).await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (client, mut events) = Client::connect(
+        config(Endpoint::Tcp(proxy.addr().to_string())),
+        tokens(20_007, Arc::clone(&calls)),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(next(&mut events).await, Event::Connected { .. }));
+    assert_eq!(
+        client.request(out("before")).await.unwrap().data.as_ref(),
+        b"before"
+    );
+    // Slow replies, the last one followed by a push, are on their way when the network cuts.
+    let first = client.send(out("delay:300")).await.unwrap();
+    let second = client.send(out("push-me")).await.unwrap();
+    proxy.cut();
+    match next(&mut events).await {
+        Event::Disconnected { reason, retry_in } => {
+            assert!(matches!(reason, Disconnect::Transport(_)), "{reason}");
+            assert!(retry_in.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(next(&mut events).await, Event::Resumed { .. }),
+        "the reconnect resumed the session"
+    );
+    // Each request in flight got its reply, once; the push came too, after it.
+    assert_eq!(first.await.unwrap().data.as_ref(), b"delay:300");
+    assert_eq!(second.await.unwrap().data.as_ref(), b"push-me");
+    match next(&mut events).await {
+        Event::Push(p) => assert_eq!(p.data.as_ref(), b"pushed"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        client.request(out("after")).await.unwrap().data.as_ref(),
+        b"after"
+    );
+    assert_eq!(rig.sessions(), 1, "one session throughout");
+    client.close().await;
+    rig.stop().await;
+}

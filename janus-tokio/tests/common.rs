@@ -258,6 +258,26 @@ impl TestClient {
         c
     }
 
+    /// A client whose session the test started itself (a resume, say): its first bytes are sent
+    /// and nothing is awaited.
+    pub async fn started(
+        wire: Wire,
+        local: SocketAddr,
+        uid: i64,
+        session: ClientSession,
+    ) -> TestClient {
+        let mut c = TestClient {
+            wire,
+            session,
+            uid,
+            local,
+            received: 0,
+            closed: false,
+        };
+        c.flush().await;
+        c
+    }
+
     async fn establish(&mut self) {
         self.flush().await;
         match self.next_event().await {
@@ -342,6 +362,8 @@ impl TestClient {
                 Ok(Some(bytes)) => {
                     self.received += bytes.len();
                     self.session.handle_bytes(now(), &bytes);
+                    // What the bytes made the client send (a resume's re-sent requests, acks).
+                    self.flush().await;
                 }
                 Ok(None) => self.closed = true,
                 Err(_) if wake < deadline => {

@@ -64,11 +64,13 @@ async fn scrape(rig: &Rig) -> String {
 }
 
 /// Families that describe the process rather than count events.
-const CONSTANT: [&str; 4] = [
+const CONSTANT: [&str; 5] = [
     "janus_build_info",
     "janus_config_info",
     "janus_config_restart_pending",
     "process_resident_memory_bytes",
+    // Back at 0 once the session resumed: checked while it is parked.
+    "janus_sessions_parked",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,10 +81,33 @@ async fn every_metric_family_moves_when_its_event_happens() {
             per_second: 1,
             burst: 20,
         });
+        core.resume_key = Some(janus_core::resume::ResumeKey::new(&[9; 32]));
         s.core = Arc::new(core);
     })
     .await;
     let before = families(&scrape(&rig).await);
+
+    // A session resumed after its connection dropped, and its ticket presented again.
+    let mut config = quiet_config(token(71_005, "local"));
+    config.resume = true;
+    let mut resumable = TestClient::tcp_with(rig.tcp(), 71_005, config.clone()).await;
+    let previous = resumable.session.take_resume().unwrap();
+    drop(resumable);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(scrape(&rig).await.contains("janus_sessions_parked 1"));
+    for (attempt, expected) in [(previous.clone(), true), (previous, false)] {
+        let stream = TcpStream::connect(rig.tcp()).await.unwrap();
+        let local = stream.local_addr().unwrap();
+        config.token = String::new();
+        let session =
+            janus_core::client::ClientSession::resume(&config, common::now(), [3; 32], attempt);
+        let mut c = TestClient::started(common::Wire::Tcp(stream), local, 71_005, session).await;
+        let resumed = matches!(
+            c.next_event().await,
+            Some(janus_core::client::ClientEvent::Resumed { .. })
+        );
+        assert_eq!(resumed, expected);
+    }
     let http_addr = rig.gateway.addrs().http.unwrap();
 
     // Sessions over both listeners, echo (latency, packets, bytes, tunnels).

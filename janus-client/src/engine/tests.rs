@@ -274,3 +274,127 @@ fn a_closed_engine_says_so_and_a_new_start_replaces_the_session() {
         Some(Output::Ended(Disconnect::Closed))
     ));
 }
+
+/// Moves bytes between an engine and a server session until both are quiet; the server's
+/// events and the engine's outputs.
+fn pump(
+    engine: &mut Engine<&'static str>,
+    server: &mut Session,
+    now: Time,
+) -> (Vec<ServerEvent>, Vec<Output<&'static str>>) {
+    let (mut events, mut outputs) = (Vec::new(), Vec::new());
+    loop {
+        let mut moved = false;
+        if let Some(bytes) = engine.poll_transmit() {
+            server.handle_bytes(now, &bytes);
+            moved = true;
+        }
+        events.extend(std::iter::from_fn(|| server.poll_event()));
+        if let Some(bytes) = server.poll_transmit() {
+            engine.handle_bytes(now, &bytes);
+            moved = true;
+        }
+        outputs.extend(std::iter::from_fn(|| engine.poll()));
+        if !moved {
+            return (events, outputs);
+        }
+    }
+}
+
+#[test]
+fn a_lost_connection_is_resumed_with_its_waiters_and_closing_meanwhile_answers_them() {
+    let mut core = test_server_config(true);
+    core.resume_key = Some(janus_core::resume::ResumeKey::new(&[1; 32]));
+    let core = Arc::new(core);
+    let mut config = test_client_config(true, test_token(UID, t0(), 1));
+    config.heartbeat_interval = None;
+    config.resume = true;
+    let now = t0();
+    let mut engine = Engine::new();
+    let mut old = Session::new(Arc::clone(&core), test_context(), now, [4; 32]);
+    engine.start(&config, now, [3; 32]);
+    pump(&mut engine, &mut old, now);
+    assert!(engine.is_established());
+    let out = Outgoing {
+        module: USER_MODULE,
+        seq: 1,
+        data: Bytes::from_static(b"a"),
+        ..Default::default()
+    };
+    let index = engine.send(now, out, "a").ok().unwrap();
+    let (events, _) = pump(&mut engine, &mut old, now);
+    let tunnel = events
+        .iter()
+        .find_map(|e| match e {
+            ServerEvent::Forward { tunnel, .. } => Some(*tunnel),
+            _ => None,
+        })
+        .unwrap();
+
+    // The connection drops: the waiter keeps waiting, the engine can resume.
+    engine.lost(Disconnect::Transport("cut".into()));
+    let outputs: Vec<_> = std::iter::from_fn(|| engine.poll()).collect();
+    assert!(matches!(
+        outputs.as_slice(),
+        [Output::Ended(Disconnect::Transport(_))]
+    ));
+    assert!(engine.can_resume());
+    assert_eq!(engine.waiting(), 1);
+    old.transport_lost(now);
+    let reply = TunnelMessage {
+        data: Bytes::from_static(b"reply a"),
+        obj: UID,
+        module: USER_MODULE,
+        seq: 1,
+        index,
+        ..Default::default()
+    };
+    old.handle_tunnel(now, tunnel, reply);
+
+    // The next connection resumes; the reply sent meanwhile answers the waiter.
+    let mut new = Session::new(Arc::clone(&core), test_context(), now, [6; 32]);
+    config.token = test_token(UID, t0(), 2);
+    engine.start(&config, now, [5; 32]);
+    let (events, _) = pump(&mut engine, &mut new, now);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ServerEvent::ResumeRequested(_)))
+    );
+    new.resume(now, &mut old).unwrap();
+    let (_, outputs) = pump(&mut engine, &mut new, now);
+    assert!(matches!(
+        outputs.first(),
+        Some(Output::Event(Event::Resumed { .. }))
+    ));
+    assert!(matches!(
+        outputs.get(1),
+        Some(Output::Answer("a", Ok(p))) if p.data.as_ref() == b"reply a"
+    ));
+
+    // Lost again, and the application closes before reconnecting: the waiter is answered.
+    let index = engine
+        .send(
+            now,
+            Outgoing {
+                module: USER_MODULE,
+                seq: 1,
+                data: Bytes::from_static(b"b"),
+                ..Default::default()
+            },
+            "b",
+        )
+        .ok()
+        .unwrap();
+    assert!(index > 0);
+    pump(&mut engine, &mut new, now);
+    engine.lost(Disconnect::Transport("cut again".into()));
+    let _ = std::iter::from_fn(|| engine.poll()).count();
+    engine.close();
+    let outputs: Vec<_> = std::iter::from_fn(|| engine.poll()).collect();
+    assert!(matches!(
+        outputs.as_slice(),
+        [Output::Answer("b", Err(RequestError::ConnectionClosed))]
+    ));
+    assert!(!engine.can_resume());
+}

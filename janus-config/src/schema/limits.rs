@@ -16,6 +16,7 @@ use janus_core::{
         DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
     },
     replay::DEFAULT_REPLAY_CAPACITY,
+    resume::{DEFAULT_RESUME_BUFFER_BYTES, DEFAULT_RESUME_BUFFER_PACKETS, DEFAULT_RESUME_WINDOW},
 };
 use serde::{Deserialize, Serialize};
 
@@ -127,6 +128,39 @@ pub struct SessionLimits {
     pub check_index: bool,
     /// Per-session packet rate. Default: none (off, as upstream).
     pub rate_limit: Option<RateLimitConfig>,
+    /// Session resume (docs/resume.md). Default: off.
+    pub resume: ResumeLimits,
+}
+
+/// `limits.session.resume`: Janus's opt-in session resume (docs/resume.md). Only clients that
+/// ask for it in their handshake are affected; the others see upstream's bytes either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResumeLimits {
+    /// Grant resume to clients that ask. Default `false`.
+    #[serde(deserialize_with = "scalar")]
+    pub enabled: bool,
+    /// How long a session whose connection dropped is kept for its client. Default `30s`.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub window: Duration,
+    /// Bytes kept per session for a client that has not acknowledged them; a parked session
+    /// that needs more ends (`resume_overflow`). Default 262144.
+    #[serde(deserialize_with = "scalar")]
+    pub max_buffered_bytes: usize,
+    /// Packets kept likewise. Default 1024.
+    #[serde(deserialize_with = "scalar")]
+    pub max_buffered_packets: usize,
+}
+
+impl Default for ResumeLimits {
+    fn default() -> Self {
+        ResumeLimits {
+            enabled: false,
+            window: DEFAULT_RESUME_WINDOW,
+            max_buffered_bytes: DEFAULT_RESUME_BUFFER_BYTES,
+            max_buffered_packets: DEFAULT_RESUME_BUFFER_PACKETS,
+        }
+    }
 }
 
 impl Default for SessionLimits {
@@ -144,6 +178,7 @@ impl Default for SessionLimits {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             check_index: true,
             rate_limit: None,
+            resume: ResumeLimits::default(),
         }
     }
 }

@@ -384,6 +384,11 @@ pub struct Secret {
     /// X.509 PEM certificate with the Ed25519 key of official client builds; checked for its
     /// validity period at start-up. Needed when `label.encrypted`.
     pub client_cert: String,
+    /// The key of session-resume tickets (`limits.session.resume`): any text of at least 16
+    /// bytes, hashed to the AES-256 key. Give every gateway a client may resume on the same
+    /// value. Empty (the default): a random key per process (tickets die with it).
+    #[serde(serialize_with = "ser_secret")]
+    pub resume_key: String,
 }
 
 impl fmt::Debug for Secret {
@@ -400,6 +405,7 @@ impl fmt::Debug for Secret {
                 "client_cert",
                 &format_args!("<{} bytes>", self.client_cert.len()),
             )
+            .field("resume_key", &redacted(&self.resume_key))
             .finish()
     }
 }

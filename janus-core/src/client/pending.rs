@@ -35,8 +35,7 @@ pub(super) enum Answered {
 }
 
 /// The waiting requests of one established session.
-#[derive(Debug)]
-#[cfg_attr(fuzzing, derive(Clone))]
+#[derive(Debug, Clone)]
 pub(super) struct Pending {
     requests: VecDeque<Request>,
     max: usize,
@@ -102,6 +101,14 @@ impl Pending {
             Some(deadline) if deadline <= now => self.give_up_front(),
             _ => None,
         }
+    }
+
+    /// Gives up on every request (a session that cannot go on), oldest first.
+    pub fn give_up_all(&mut self) -> impl Iterator<Item = Request> + '_ {
+        if let Some(last) = self.requests.back() {
+            self.given_up = Some(last.index);
+        }
+        self.requests.drain(..)
     }
 
     /// How many requests are remembered.

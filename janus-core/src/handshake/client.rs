@@ -1,7 +1,8 @@
 //! Client side of the handshake, as mercury (the go-pantheon client simulator) does it.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use janus_proto::{
+    janus::resume::v1::{CsHandshakeResume, ResumeStatus, ScHandshakeResume},
     message::{CsHandshake, ScHandshake, sc_server_logout::Code as LogoutCode},
     packet::Packet,
 };
@@ -11,6 +12,7 @@ use super::within_skew;
 use crate::{
     Time,
     crypto::{EphemeralKey, SharedKey, SigningKey, VerifyingKey},
+    resume::ResumeRefusal,
     system::{HANDSHAKE_SEQ, SYSTEM_MODULE, SystemMessage},
 };
 
@@ -43,6 +45,34 @@ pub enum ClientHandshakeError {
     /// The server's public key is unusable.
     #[error("bad server public key")]
     BadKey,
+    /// The client asked to resume a session without a token to fall back on, and the server
+    /// refused (`SCHandshakeResume.resume_status`); the connection is closed.
+    #[error("server refused to resume the session: {0}")]
+    ResumeRefused(ResumeRefusal),
+}
+
+/// What a client adds to its handshake for session resume (`janus.resume.v1`, docs/resume.md).
+#[derive(Debug, Clone, Default)]
+pub struct ResumeRequest {
+    /// Ask for a ticket (`resume_request`).
+    pub request: bool,
+    /// The ticket of the session to resume; empty for a plain login.
+    pub ticket: Bytes,
+    /// Server packets received on that session.
+    pub received: u64,
+    /// The resume secret of the connection the ticket came on (`None` when unencrypted).
+    pub secret: Option<[u8; 32]>,
+}
+
+/// The resume part of a server's `SCHandshake`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResumeGrant {
+    /// The ticket for the next reconnect; empty when none was granted.
+    pub ticket: Bytes,
+    /// How long the server keeps the session after a drop.
+    pub window_secs: u32,
+    /// What became of the resume asked for (`None` when none was asked for).
+    pub status: ResumeStatus,
 }
 
 /// A completed client handshake.
@@ -54,6 +84,8 @@ pub struct Established {
     pub start_index: i32,
     /// The server's clock, unix seconds.
     pub server_time: i64,
+    /// The resume extension of the reply (all defaults from a server that sent none).
+    pub resume: ResumeGrant,
 }
 
 /// The client half of a handshake in progress.
@@ -76,6 +108,31 @@ impl ClientHandshake {
         max_skew_secs: u64,
         rng: &mut impl rand_core::CryptoRngCore,
     ) -> (Self, Packet) {
+        Self::start_with(
+            keys,
+            token,
+            server_id,
+            conn_id,
+            now,
+            max_skew_secs,
+            None,
+            rng,
+        )
+    }
+
+    /// [`start`](Self::start) with the session-resume extension appended to the `CSHandshake`
+    /// (`None`, or a request asking for nothing, gives exactly `start`'s bytes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with(
+        keys: Option<ClientKeys>,
+        token: &str,
+        server_id: i64,
+        conn_id: i32,
+        now: Time,
+        max_skew_secs: u64,
+        resume: Option<&ResumeRequest>,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> (Self, Packet) {
         let ephemeral = EphemeralKey::generate(rng);
         let sign = keys
             .as_ref()
@@ -90,8 +147,27 @@ impl ClientHandshake {
             timestamp: now.unix_secs(),
             cert_version: 0,
         };
+        let mut data = BytesMut::from(&cs.encode_to_vec()[..]);
+        if let Some(resume) = resume {
+            let proof = match (&resume.secret, resume.ticket.is_empty()) {
+                (Some(secret), false) => Bytes::copy_from_slice(&crate::resume::proof(
+                    secret,
+                    ephemeral.public(),
+                    &resume.ticket,
+                )),
+                _ => Bytes::new(),
+            };
+            let has_ticket = !resume.ticket.is_empty();
+            CsHandshakeResume {
+                resume_request: resume.request,
+                resume_ticket: resume.ticket.clone(),
+                resume_received: if has_ticket { resume.received } else { 0 },
+                resume_proof: proof,
+            }
+            .encode_raw(&mut data);
+        }
         let packet = Packet {
-            data: cs.encode_to_vec().into(),
+            data: data.freeze(),
             r#mod: SYSTEM_MODULE,
             seq: HANDSHAKE_SEQ,
             conn_id,
@@ -121,8 +197,17 @@ impl ClientHandshake {
         if packet.seq != HANDSHAKE_SEQ {
             return Err(ClientHandshakeError::MalformedReply);
         }
+        let ext = ScHandshakeResume::decode(packet.data.clone())
+            .map_err(|_| ClientHandshakeError::MalformedReply)?;
         let sc =
             ScHandshake::decode(packet.data).map_err(|_| ClientHandshakeError::MalformedReply)?;
+        let status = ResumeStatus::try_from(ext.resume_status).unwrap_or(ResumeStatus::None);
+        if sc.r#pub.is_empty() && sc.start_index == 0 {
+            // A refusal without a login (the resume handshake carried no token).
+            if let Some(refusal) = ResumeRefusal::from_status(status) {
+                return Err(ClientHandshakeError::ResumeRefused(refusal));
+            }
+        }
         let now_secs = now.unix_secs();
         if !within_skew(sc.timestamp, now_secs, self.max_skew_secs) {
             return Err(ClientHandshakeError::TimestampSkew {
@@ -149,6 +234,11 @@ impl ClientHandshake {
             key,
             start_index: sc.start_index,
             server_time: sc.timestamp,
+            resume: ResumeGrant {
+                ticket: ext.resume_ticket,
+                window_secs: ext.resume_window_secs,
+                status,
+            },
         })
     }
 }

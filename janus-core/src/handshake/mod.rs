@@ -9,7 +9,10 @@
 mod client;
 mod server;
 
-pub use client::{ClientHandshake, ClientHandshakeError, ClientKeys, Established};
+pub use client::{
+    ClientHandshake, ClientHandshakeError, ClientKeys, Established, ResumeGrant, ResumeRequest,
+};
+pub(crate) use server::agree;
 pub use server::{Accepted, Identity, accept};
 
 use crate::{CloseReason, crypto::CryptoError, token::TokenError};
@@ -92,7 +95,7 @@ impl From<CryptoError> for HandshakeError {
 
 /// Whether `timestamp` (unix seconds) is within `max_skew` of `now` (both bounds inclusive, as
 /// upstream's `now-5s <= timestamp <= now+5s`).
-fn within_skew(timestamp: i64, now: i64, max_skew_secs: u64) -> bool {
+pub(crate) fn within_skew(timestamp: i64, now: i64, max_skew_secs: u64) -> bool {
     let skew = i64::try_from(max_skew_secs).unwrap_or(i64::MAX);
     timestamp >= now.saturating_sub(skew) && timestamp <= now.saturating_add(skew)
 }

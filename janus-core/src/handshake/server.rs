@@ -83,7 +83,51 @@ pub fn accept(
         });
     }
 
-    let (sc, key) = match &config.credentials {
+    let (sc, key) = agree(config, &cs, now_secs, rng)?;
+
+    if !config
+        .replay
+        .first_use(token.account_id, &token.rand, token.timeout, now_secs)
+    {
+        return Err(HandshakeError::TokenReplayed);
+    }
+
+    let identity = Identity {
+        uid: token.account_id,
+        sid: if cs.server_id != 0 {
+            cs.server_id
+        } else {
+            token.server_id
+        },
+        color: token.color,
+        status: token.status,
+        conn_id: packet.conn_id,
+        token_expiry: token.timeout,
+    };
+    let reply = Packet {
+        data: sc.encode_to_vec().into(),
+        r#mod: packet.r#mod,
+        seq: packet.seq,
+        ..Default::default()
+    };
+    Ok(Accepted {
+        identity,
+        key,
+        reply,
+    })
+}
+
+/// The key agreement of a handshake whose other checks passed: the client certificate's
+/// signature over its X25519 key, our ephemeral key, the shared key and our signature (spec §2.4
+/// step 6), or the unencrypted-mode answer. Returns the `SCHandshake` to send (`start_index` 1)
+/// and the session key. Shared by a login ([`accept`]) and a resume.
+pub(crate) fn agree(
+    config: &ServerConfig,
+    cs: &CsHandshake,
+    now_secs: i64,
+    rng: &mut impl rand_core::CryptoRngCore,
+) -> Result<(ScHandshake, Option<SharedKey>), HandshakeError> {
+    Ok(match &config.credentials {
         Some(creds) => {
             creds
                 .client_cert
@@ -117,36 +161,5 @@ pub fn accept(
             };
             (sc, None)
         }
-    };
-
-    if !config
-        .replay
-        .first_use(token.account_id, &token.rand, token.timeout, now_secs)
-    {
-        return Err(HandshakeError::TokenReplayed);
-    }
-
-    let identity = Identity {
-        uid: token.account_id,
-        sid: if cs.server_id != 0 {
-            cs.server_id
-        } else {
-            token.server_id
-        },
-        color: token.color,
-        status: token.status,
-        conn_id: packet.conn_id,
-        token_expiry: token.timeout,
-    };
-    let reply = Packet {
-        data: sc.encode_to_vec().into(),
-        r#mod: packet.r#mod,
-        seq: packet.seq,
-        ..Default::default()
-    };
-    Ok(Accepted {
-        identity,
-        key,
-        reply,
     })
 }

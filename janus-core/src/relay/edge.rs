@@ -42,6 +42,13 @@ impl Outgoing {
                 failed: false,
             },
             Event::Closed(reason) => Outgoing::SessionClose(reason),
+            // Session resume is not offered behind an edge (its sessions have no resume key),
+            // so its events never occur here.
+            Event::ResumeGranted(_)
+            | Event::ResumeRequested(_)
+            | Event::Parked
+            | Event::Resumed(_)
+            | Event::ResumeRefused(_) => return None,
         })
     }
 }

@@ -9,6 +9,7 @@ use super::ConnectionContext;
 use crate::{
     CloseReason,
     handshake::Identity,
+    resume::{ResumeClaim, ResumeRefusal, SessionId},
     route::{OidRule, TunnelKey},
 };
 
@@ -115,6 +116,24 @@ pub enum Event {
     /// The session is over: write out what [`poll_transmit`](super::Session::poll_transmit)
     /// still returns, then close the connection. No event follows.
     Closed(CloseReason),
+    /// Right after [`Authenticated`](Event::Authenticated): the client asked for session resume
+    /// and was given a ticket for this session id. Keep the session findable by it
+    /// ([`ResumableSessions`](crate::resume::ResumableSessions)) until it closes.
+    ResumeGranted(SessionId),
+    /// A handshake carrying a valid resume ticket (instead of `Authenticated`). Find the session
+    /// `claim.session` and call [`Session::resume`](super::Session::resume) with it, or
+    /// [`Session::refuse_resume`](super::Session::refuse_resume) when there is none.
+    ResumeRequested(ResumeClaim),
+    /// The connection was lost ([`Session::transport_lost`](super::Session::transport_lost), or
+    /// the idle deadline) but the session is kept for its client to resume until
+    /// [`poll_timeout`](super::Session::poll_timeout); nothing more goes to the old transport.
+    Parked,
+    /// This new connection's session took session `0` over: the client is back (the adapter
+    /// keeps the old connection's registrations and tunnels, and drops the old session).
+    Resumed(SessionId),
+    /// A resume was refused, and the client told why (then a normal login follows if the
+    /// handshake also carried a token, else [`Closed`](Event::Closed)).
+    ResumeRefused(ResumeRefusal),
 }
 
 /// The session's events, in the order they happened. A forward, most of the traffic, skips the

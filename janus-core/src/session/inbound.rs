@@ -52,6 +52,9 @@ impl Session {
         }
         link.next_index = link.next_index.wrapping_add(1);
         link.idle_deadline = now + config.session.idle_timeout;
+        if tx.replay.is_some() && super::resume::consume_ack(tx, &packet) {
+            return;
+        }
 
         let data = if packet.compress {
             match inflate(&packet.data, config.session.max_inflated_len) {

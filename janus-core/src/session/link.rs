@@ -34,6 +34,8 @@ pub(super) struct Link {
     /// The filters' states for this session; `None` when no filter keeps any (the common case:
     /// nothing to run per packet).
     pub filters: Option<Box<SessionFilters>>,
+    /// Set when the client was granted session resume (`crate::resume`).
+    pub resume: Option<Box<super::resume::Resumable>>,
 }
 
 /// An open tunnel of a session.
@@ -89,6 +91,7 @@ impl Link {
             next_tunnel: 1,
             rate: config.session.rate_limit.map(Gcra::new),
             filters: None,
+            resume: None,
         }
     }
 

@@ -41,6 +41,7 @@ mod link;
 mod outbound;
 mod push;
 mod reply;
+mod resume;
 #[cfg(test)]
 mod tests;
 
@@ -80,6 +81,8 @@ pub enum SessionState {
     Established,
     /// Shutting down: no new requests, in-flight replies still delivered.
     Draining,
+    /// Its connection is gone; kept for the client to resume (see [`crate::resume`]).
+    Parked,
     /// Over; only buffered bytes remain to be written.
     Closed,
 }
@@ -116,6 +119,8 @@ enum State {
     Handshaking {
         deadline: Time,
         seed: [u8; 32],
+        /// A resume handshake waiting for the adapter to bring the old session.
+        resuming: Option<Box<resume::Resuming>>,
     },
     /// Boxed: the cipher's key schedule makes a link large, and a handshaking session need not
     /// carry that much.
@@ -156,7 +161,11 @@ impl Session {
             frames: FrameDecoder::new(config.session.max_frame_len),
             config,
             context,
-            state: State::Handshaking { deadline, seed },
+            state: State::Handshaking {
+                deadline,
+                seed,
+                resuming: None,
+            },
             rx: BytesMut::new(),
             tx: Outbound::default(),
             events: Events::default(),
@@ -171,6 +180,9 @@ impl Session {
         match &self.state {
             State::Handshaking { .. } => SessionState::Handshaking,
             State::Established(link) if link.drain_deadline.is_some() => SessionState::Draining,
+            State::Established(link) if link.resume.as_ref().is_some_and(|r| r.parked) => {
+                SessionState::Parked
+            }
             State::Established(_) => SessionState::Established,
             State::Closed => SessionState::Closed,
         }
@@ -266,7 +278,10 @@ impl Session {
         match &self.state {
             State::Closed => false,
             // A draining session takes no new requests; the bytes are read only to notice EOF.
-            State::Established(link) => link.drain_deadline.is_none(),
+            // A parked one has no connection: bytes from the one it lost are stale.
+            State::Established(link) => {
+                link.drain_deadline.is_none() && !link.resume.as_ref().is_some_and(|r| r.parked)
+            }
             State::Handshaking { .. } => true,
         }
     }
@@ -301,6 +316,31 @@ impl Session {
 
     #[inline(never)]
     fn handle_handshake(&mut self, now: Time, body: &[u8]) {
+        let State::Handshaking { seed, resuming, .. } = &self.state else {
+            return;
+        };
+        if resuming.is_some() {
+            // Nothing may follow a resume handshake before its answer.
+            return self.close(now, CloseReason::MalformedPacket);
+        }
+        let mut rng = ChaCha20Rng::from_seed(*seed);
+        match self.resume_intent(now, body, &mut rng) {
+            resume::Intent::Login { requested, refused } => {
+                self.login(now, body, requested, refused);
+            }
+            resume::Intent::Handled => {}
+        }
+    }
+
+    /// A handshake that logs in with its token. `requested`: the client asked for a resume
+    /// ticket; `refused`: it asked to resume and could not (the reply says why).
+    fn login(
+        &mut self,
+        now: Time,
+        body: &[u8],
+        requested: bool,
+        refused: Option<crate::resume::ResumeRefusal>,
+    ) {
         let State::Handshaking { seed, .. } = &self.state else {
             return;
         };
@@ -320,11 +360,23 @@ impl Session {
         });
         let mut link = Link::new(accepted.identity, sealer, now, &self.config);
         link.filters = filters;
+        let mut reply = accepted.reply;
+        let replay = self.grant_resume(
+            &mut link,
+            accepted.key.as_ref(),
+            &mut reply,
+            &mut rng,
+            requested,
+            refused,
+        );
         // The reply is plaintext: the client needs it to derive the key.
-        let reply = &accepted.reply;
-        self.tx.packet(None, reply);
+        self.tx.packet(None, &reply);
+        self.tx.replay = replay;
         self.events
             .push(Event::Authenticated(link.identity.clone()));
+        if let Some(resumable) = &link.resume {
+            self.events.push(Event::ResumeGranted(resumable.session));
+        }
         self.state = State::Established(Box::new(link));
     }
 
@@ -453,6 +505,16 @@ impl Session {
             },
             _ => return,
         };
+        if reason == CloseReason::IdleTimeout {
+            // A resumable session outlives a silent connection for its window; a parked one
+            // whose window has passed ends as on a disconnect.
+            if self.is_parked() {
+                return self.close(now, CloseReason::ResumeExpired);
+            }
+            if self.park(now) {
+                return;
+            }
+        }
         self.close(now, reason);
     }
 
@@ -513,6 +575,10 @@ impl Session {
     fn check_budget(&mut self, now: Time) -> bool {
         if self.tx.len() > self.config.session.outbound_budget {
             self.close(now, CloseReason::SlowConsumer);
+            return false;
+        }
+        if self.tx.replay_overflowed() {
+            self.close(now, CloseReason::ResumeOverflow);
             return false;
         }
         true

@@ -8,6 +8,7 @@ use crate::{
     codec::PacketEncoding,
     crypto::{NonceSequence, PacketCipher, SEAL_OVERHEAD, SharedKey},
     frame::{self, HEADER_LEN},
+    resume::ReplayBuffer,
 };
 
 /// A transmit buffer larger than this is freed once empty, so an idle session holds no large
@@ -57,6 +58,9 @@ pub(super) struct Outbound {
     pub packets: u64,
     /// Bytes the adapter has taken.
     pub bytes: u64,
+    /// Every packet queued since login, kept until the client acknowledges it, when the client
+    /// was granted session resume (`crate::resume`). While it is parked, packets go only there.
+    pub replay: Option<Box<ReplayBuffer>>,
 }
 
 impl Outbound {
@@ -94,6 +98,9 @@ impl Outbound {
 
     #[inline(always)]
     fn encoding(&mut self, sealer: Option<&mut Sealer>, packet: &PacketEncoding<'_>) {
+        if self.replay.is_some() && self.record(|buf| packet.write(buf), packet.len()) {
+            return;
+        }
         let len = packet.len();
         let written = match sealer {
             Some(sealer) => {
@@ -121,6 +128,33 @@ impl Outbound {
     /// Appends one frame holding an already encoded packet (a push encoded once for many
     /// sessions). Returns whether it was queued.
     pub fn encoded(&mut self, sealer: Option<&mut Sealer>, packet: &[u8]) -> bool {
+        if self.replay.is_some() && self.record(|buf| buf.extend_from_slice(packet), packet.len()) {
+            return true;
+        }
+        self.resend(sealer, packet)
+    }
+
+    /// Keeps a copy of a packet for a resumable session's replay buffer; returns whether the
+    /// client is away (the packet then goes nowhere else).
+    #[cold]
+    fn record(&mut self, write: impl FnOnce(&mut BytesMut), len: usize) -> bool {
+        let Some(replay) = self.replay.as_mut() else {
+            return false;
+        };
+        let mut copy = BytesMut::with_capacity(len);
+        write(&mut copy);
+        replay.record(copy.freeze());
+        replay.is_parked()
+    }
+
+    /// Whether a parked session's replay buffer lost a packet its client had not seen.
+    pub fn replay_overflowed(&self) -> bool {
+        self.replay.as_ref().is_some_and(|r| r.overflowed())
+    }
+
+    /// Appends one frame holding an encoded packet without recording it (a packet the replay
+    /// buffer already holds, sent again to a resumed client). Returns whether it was queued.
+    pub fn resend(&mut self, sealer: Option<&mut Sealer>, packet: &[u8]) -> bool {
         let written = match sealer {
             Some(sealer) => {
                 let nonce = sealer.nonces.next_nonce();

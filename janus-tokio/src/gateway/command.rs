@@ -34,6 +34,8 @@ pub enum ConnCmd {
     Recheck(Arc<ServerConfig>),
     /// Describe the session (the admin API's lookup).
     Describe(oneshot::Sender<SessionInfo>),
+    /// A new connection whose client resumes this session: take it over, or hand it back.
+    Resume(Box<super::connection::Takeover>),
 }
 
 /// One session as the admin API shows it.

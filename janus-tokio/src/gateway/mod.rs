@@ -119,6 +119,8 @@ pub struct Shared {
     admission: Mutex<Admission>,
     /// Connections still handshaking, by admission id: how a full pool evicts one.
     handshakes: Mutex<HashMap<u64, command::ConnTx>>,
+    /// Sessions granted resume, by resume id: where a resuming client's new connection goes.
+    pub(crate) resumable: Mutex<janus_core::resume::ResumableSessions<command::ConnTx>>,
     /// PROXY headers being read at once (bounded like handshakes).
     proxy_slots: Arc<tokio::sync::Semaphore>,
     /// The advertised gRPC endpoint: the gateway's identity in referers and route tables.
@@ -207,6 +209,13 @@ impl Shared {
             }
         });
         asked
+    }
+
+    /// The resumable sessions (see `connection::resume`).
+    pub(crate) fn resumable(
+        &self,
+    ) -> MutexGuard<'_, janus_core::resume::ResumableSessions<command::ConnTx>> {
+        lock(&self.resumable)
     }
 
     fn set_core(&self, core: Arc<ServerConfig>) {
@@ -350,6 +359,7 @@ impl Gateway {
             gate: gate.clone(),
             admission: Mutex::new(Admission::new(settings.admission)),
             handshakes: Mutex::new(HashMap::new()),
+            resumable: Mutex::new(Default::default()),
             proxy_slots: Arc::new(tokio::sync::Semaphore::new(
                 settings.admission.max_handshakes.max(1),
             )),

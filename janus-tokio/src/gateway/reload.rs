@@ -232,6 +232,7 @@ fn apply(shared: &Shared, new: ConfigSource) -> Result<ReloadReport, ReloadError
             .core_config_sharing(&running.replay, &crate::filters::custom_filters())
             .map_err(|e| ReloadError::Apply(e.to_string()))?;
         crate::filters::prepare(&mut core.filters, Some(&running.filters));
+        super::settings::ensure_resume_key(&mut core, running.resume_key.as_ref());
         Some(Arc::new(core))
     } else {
         None

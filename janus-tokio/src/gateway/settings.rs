@@ -245,6 +245,7 @@ impl GatewaySettings {
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
         let mut core = config.core_config_with(&crate::filters::custom_filters())?;
         crate::filters::prepare(&mut core.filters, None);
+        ensure_resume_key(&mut core, None);
         let core = Arc::new(core);
         let server = &config.server;
         let tcp = server
@@ -352,6 +353,21 @@ fn redis_config(r: &crate::config::Redis) -> RedisConfig {
         topology,
         dial_timeout: r.dial_timeout,
         io_timeout: r.read_timeout.max(r.write_timeout),
+    }
+}
+
+/// With session resume on and no `secret.resume_key`, tickets are sealed with `previous` (the
+/// running gateway's key, across a reload) or a random key of this process.
+pub(crate) fn ensure_resume_key(
+    core: &mut janus_core::config::ServerConfig,
+    previous: Option<&janus_core::resume::ResumeKey>,
+) {
+    if core.session.resume.enabled() && core.resume_key.is_none() {
+        core.resume_key = Some(previous.cloned().unwrap_or_else(|| {
+            let mut key = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut key);
+            janus_core::resume::ResumeKey::new(&key)
+        }));
     }
 }
 

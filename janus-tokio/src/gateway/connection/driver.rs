@@ -9,8 +9,31 @@ use janus_core::CloseReason;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{Conn, FLUSH_TIMEOUT, endpoint::Endpoint};
-use crate::gateway::{command::Addressed, drain::DrainPhase, mailbox};
+use super::{Conn, FLUSH_TIMEOUT, endpoint::Endpoint, resume::Takeover};
+use crate::gateway::{
+    command::{Addressed, ConnCmd},
+    drain::DrainPhase,
+    mailbox,
+};
+
+/// A connection task's session and command queue, kept across sockets by session resume.
+pub(super) struct Kept {
+    pub conn: Conn<Endpoint>,
+    pub cmds: mailbox::Receiver<Addressed>,
+}
+
+/// Why [`run`] returned.
+pub(super) enum Exit {
+    /// The session is over and the socket closed.
+    Closed,
+    /// The socket is gone but the session waits for its client to resume it.
+    Parked(Kept),
+    /// Another connection's client resumes this session: attach its socket instead (this one is
+    /// still open, in case the takeover fails).
+    Takeover(Kept, Box<Takeover>),
+    /// This connection's handshake resumes another session: hand the socket over to it.
+    HandOff(Kept),
+}
 
 /// What a read produced.
 pub(super) enum Input {
@@ -46,18 +69,23 @@ pub(super) trait Writer: Send {
 }
 
 /// Runs a connection until its session has closed and its last bytes are out (or the flush
-/// deadline passed).
+/// deadline passed), or until session resume moves it to or from another socket.
 pub(super) async fn run(
-    mut conn: Conn<Endpoint>,
-    mut cmds: mailbox::Receiver<Addressed>,
+    Kept { mut conn, mut cmds }: Kept,
     mut reader: impl Reader,
     mut writer: impl Writer,
-) {
+) -> Exit {
     let mut phase = conn.shared.drain.clone();
     let mut watching = true;
     let mut reading = true;
     let mut flush_deadline = None;
     loop {
+        if conn.parked && !conn.is_closed() {
+            return Exit::Parked(Kept { conn, cmds });
+        }
+        if conn.resume_request.is_some() {
+            return Exit::HandOff(Kept { conn, cmds });
+        }
         let wants_write = conn.session.pending_transmit() > 0;
         if conn.is_closed() {
             if !wants_write {
@@ -72,18 +100,24 @@ pub(super) async fn run(
                 Input::Data(buf) => conn.on_read(buf),
                 Input::Closed => {
                     reading = false;
-                    conn.close(CloseReason::PeerClosed);
+                    conn.transport_lost();
                 }
             },
             ready = writer.ready(), if wants_write => {
                 let written = ready && writer.write(&mut conn.session).is_ok();
                 conn.export_stats();
                 if !written {
-                    conn.close(CloseReason::PeerClosed);
+                    conn.transport_lost();
+                    if conn.parked {
+                        continue;
+                    }
                     break;
                 }
             }
-            Some(addressed) = cmds.recv(), if open => conn.handle_cmd(addressed.cmd),
+            Some(addressed) = cmds.recv(), if open => match addressed.cmd {
+                ConnCmd::Resume(takeover) => return Exit::Takeover(Kept { conn, cmds }, takeover),
+                cmd => conn.handle_cmd(cmd),
+            },
             changed = phase.changed(), if watching && open => {
                 let now = if changed.is_ok() { *phase.borrow_and_update() } else { DrainPhase::Cut };
                 match now {
@@ -111,9 +145,10 @@ pub(super) async fn run(
     drop(cmds);
     writer.finish(reason).await;
     let _ = tokio::time::timeout(LINGER, reader.linger()).await;
+    Exit::Closed
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+pub(super) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

@@ -23,6 +23,7 @@
 
 mod driver;
 mod endpoint;
+mod resume;
 mod tcp;
 
 use std::{
@@ -48,7 +49,7 @@ use tokio::{sync::mpsc, time::Instant};
 use tracing::{Span, debug, info_span};
 
 use self::endpoint::Endpoint;
-pub use self::tcp::serve;
+pub use self::{resume::Takeover, tcp::serve};
 use super::{
     Shared,
     command::{Addressed, ConnCmd, ConnTx, SessionInfo, TunnelInfo},
@@ -260,6 +261,12 @@ pub(crate) struct Conn<S> {
     connected_at: SystemTime,
     /// When the client last sent bytes.
     last_input: Time,
+    /// Session resume: this session's resume id (registered in `Shared::resumable`), whether
+    /// it is parked, and a resume this connection's handshake asks for.
+    resume_id: Option<janus_core::resume::SessionId>,
+    parked: bool,
+    resume_request: Option<janus_core::resume::ResumeClaim>,
+    resume_asked: bool,
 }
 
 impl Conn<Endpoint> {
@@ -321,6 +328,12 @@ impl Conn<Endpoint> {
         }
     }
 
+    /// The socket is gone: a resumable session parks, any other closes.
+    fn transport_lost(&mut self) {
+        self.session.session_mut().transport_lost(clock::now());
+        self.process_events();
+    }
+
     fn on_timeout(&mut self) {
         self.session.handle_timeout(clock::now());
         self.process_events();
@@ -376,6 +389,10 @@ impl<S: SessionCore> Conn<S> {
             handshake: None,
             connected_at: SystemTime::now(),
             last_input: clock::now(),
+            resume_id: None,
+            parked: false,
+            resume_request: None,
+            resume_asked: false,
         }
     }
 
@@ -394,6 +411,28 @@ impl<S: SessionCore> Conn<S> {
                     self.drop_tunnel(id);
                 }
                 Event::Closed(reason) => self.on_closed(reason),
+                Event::ResumeGranted(id) => self.resume_granted(id),
+                Event::ResumeRequested(claim) => {
+                    self.shared.metrics.resume_attempted();
+                    self.resume_asked = true;
+                    self.resume_request = Some(claim);
+                }
+                Event::Parked => {
+                    self.parked = true;
+                    self.shared.metrics.parked(1);
+                    debug!(parent: &self.span, "parked");
+                }
+                Event::Resumed(_) => {
+                    self.shared.metrics.resume_succeeded();
+                    debug!(parent: &self.span, "resumed");
+                }
+                Event::ResumeRefused(refusal) => {
+                    // A refusal at once (a ticket that does not open) is an attempt too.
+                    if !std::mem::replace(&mut self.resume_asked, true) {
+                        self.shared.metrics.resume_attempted();
+                    }
+                    self.shared.metrics.resume_refused(refusal);
+                }
                 _ => {}
             }
         }
@@ -402,6 +441,7 @@ impl<S: SessionCore> Conn<S> {
 
     fn on_closed(&mut self, reason: CloseReason) {
         self.closed = Some(reason);
+        self.forget_resumable(reason);
         let metrics = &self.shared.metrics;
         metrics.session_closed_for(reason);
         if let Some(handshake) = self.handshake.take() {
@@ -530,6 +570,8 @@ impl<S: SessionCore> Conn<S> {
             ConnCmd::Describe(reply) => {
                 let _ = reply.send(self.describe(now));
             }
+            // Only a client's own connection task (the driver) takes a session over.
+            ConnCmd::Resume(takeover) => takeover.hand_back(),
         }
         self.process_events();
     }
@@ -559,6 +601,7 @@ impl<S: SessionCore> Conn<S> {
                 SessionState::Draining => "draining",
                 SessionState::Handshaking => "handshaking",
                 SessionState::Closed => "closed",
+                SessionState::Parked => "parked",
                 _ => "established",
             },
             connected_at,
@@ -593,6 +636,7 @@ impl<S: SessionCore> Conn<S> {
 
 impl<S> Drop for Conn<S> {
     fn drop(&mut self) {
+        self.forget_resumable(self.closed.unwrap_or(CloseReason::PeerClosed));
         let metrics = &self.shared.metrics;
         metrics.connection_closed(self.listener);
         if let Some(Registered { uid, color }) = self.registered.take() {
@@ -608,5 +652,43 @@ impl<S> Drop for Conn<S> {
             self.shared.handshake_over(admitted.id());
             self.shared.admission().release(admitted);
         }
+    }
+}
+
+impl<S> Conn<S> {
+    /// The client was granted resume: a new connection of its can find this one by `id`.
+    fn resume_granted(&mut self, id: janus_core::resume::SessionId) {
+        if let Some(registered) = &self.registered {
+            self.shared
+                .resumable()
+                .insert(id, registered.uid, self.cmd_tx.clone());
+            self.resume_id = Some(id);
+        }
+    }
+
+    /// The session ended (for `reason`): no resume can reach it any more, and one that tries
+    /// within the window is told why.
+    fn forget_resumable(&mut self, reason: CloseReason) {
+        if std::mem::take(&mut self.parked) {
+            self.shared.metrics.parked(-1);
+        }
+        let Some(id) = self.resume_id.take() else {
+            return;
+        };
+        let tombstone = if reason == janus_core::login::SUPERSEDED {
+            janus_core::resume::Tombstone::Superseded
+        } else {
+            janus_core::resume::Tombstone::Ended
+        };
+        let remember = self
+            .shared
+            .core()
+            .session
+            .resume
+            .window
+            .max(std::time::Duration::from_secs(1));
+        self.shared
+            .resumable()
+            .remove(id, clock::now(), tombstone, remember);
     }
 }

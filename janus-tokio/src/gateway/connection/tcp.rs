@@ -16,8 +16,9 @@ use tokio::{
 
 use super::{
     Conn, Ticket,
-    driver::{self, Input, Reader, Writer},
+    driver::{self, Exit, Input, Kept, Reader, Writer},
     endpoint::Endpoint,
+    resume,
 };
 
 /// Bytes read per readiness event at most, so one busy connection cannot starve the rest of its
@@ -40,17 +41,36 @@ pub async fn serve(ticket: Ticket, mut stream: TcpStream, transport: Transport, 
     if !early.is_empty() {
         conn.on_read(early);
     }
-    let (read, write) = stream.split();
-    driver::run(
-        conn,
-        cmds,
-        TcpReader {
-            half: read,
-            eof: false,
-        },
-        TcpWriter { half: write },
-    )
-    .await;
+    let mut kept = Kept { conn, cmds };
+    // Session resume moves a session from socket to socket: this task keeps it (and its
+    // tunnels and registrations) while its client is away and takes the next socket over.
+    loop {
+        let (read, write) = stream.split();
+        let exit = driver::run(
+            kept,
+            TcpReader {
+                half: read,
+                eof: false,
+            },
+            TcpWriter { half: write },
+        )
+        .await;
+        (kept, stream) = match exit {
+            Exit::Closed => return,
+            Exit::Parked(parked) => {
+                drop(stream);
+                match resume::wait_parked(parked).await {
+                    Some(next) => next,
+                    None => return,
+                }
+            }
+            Exit::Takeover(live, takeover) => resume::take_over(live, stream, takeover),
+            Exit::HandOff(new) => match resume::hand_off(new, stream).await {
+                Some(next) => next,
+                None => return,
+            },
+        };
+    }
 }
 
 struct TcpReader<'a> {

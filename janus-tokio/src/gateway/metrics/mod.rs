@@ -21,7 +21,9 @@ use std::{
     },
 };
 
-use janus_core::{CloseReason, relay::LinkCloseReason, session::SessionStats};
+use janus_core::{
+    CloseReason, relay::LinkCloseReason, resume::ResumeRefusal, session::SessionStats,
+};
 
 pub use self::histogram::{BUCKETS, Histogram};
 pub use self::render::resident_memory_bytes;
@@ -308,6 +310,10 @@ pub struct Metrics {
     pushes: [[AtomicU64; PushOutcome::ALL.len()]; PushKind::ALL.len()],
     drops: [AtomicU64; DropCause::ALL.len()],
     kicks: PerReason,
+    /// Session resume: outcomes, refusals by reason, sessions parked now.
+    resumes: [AtomicU64; ResumeOutcome::ALL.len()],
+    resume_refusals: [AtomicU64; ResumeRefusal::ALL.len()],
+    parked: AtomicI64,
     /// Redis is configured (the families are rendered).
     pub redis_configured: AtomicBool,
     redis_up: AtomicBool,
@@ -351,7 +357,72 @@ fn load(slots: &[AtomicU64], i: usize) -> u64 {
     slots.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
 }
 
+/// What became of a session resume (`janus_resumes_total{outcome}`): every `attempted` one
+/// ends `succeeded`, `expired` (its window had passed) or `refused` (any other reason, see
+/// `janus_resume_refusals_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeOutcome {
+    Attempted,
+    Succeeded,
+    Expired,
+    Refused,
+}
+
+impl ResumeOutcome {
+    pub const ALL: [ResumeOutcome; 4] = [
+        Self::Attempted,
+        Self::Succeeded,
+        Self::Expired,
+        Self::Refused,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Attempted => "attempted",
+            Self::Succeeded => "succeeded",
+            Self::Expired => "expired",
+            Self::Refused => "refused",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
 impl Metrics {
+    /// A client presented a resume ticket.
+    pub fn resume_attempted(&self) {
+        inc_slot(&self.resumes, ResumeOutcome::Attempted.index());
+    }
+
+    /// A resume succeeded.
+    pub fn resume_succeeded(&self) {
+        inc_slot(&self.resumes, ResumeOutcome::Succeeded.index());
+    }
+
+    /// A resume was refused for `refusal`.
+    pub fn resume_refused(&self, refusal: ResumeRefusal) {
+        let outcome = match refusal {
+            ResumeRefusal::Expired => ResumeOutcome::Expired,
+            _ => ResumeOutcome::Refused,
+        };
+        inc_slot(&self.resumes, outcome.index());
+        if let Some(i) = ResumeRefusal::ALL.iter().position(|r| *r == refusal) {
+            inc_slot(&self.resume_refusals, i);
+        }
+    }
+
+    /// Resumes with `outcome` so far.
+    pub fn resumes(&self, outcome: ResumeOutcome) -> u64 {
+        load(&self.resumes, outcome.index())
+    }
+
+    /// A session's connection dropped and it waits for its client (`+1`), or stopped waiting.
+    pub fn parked(&self, delta: i64) {
+        self.parked.fetch_add(delta, Ordering::Relaxed);
+    }
+
     /// A connection was accepted on `listener` (admitted; its task starts).
     pub fn connection_opened(&self, listener: Listener) {
         self.connections_open.fetch_add(1, Ordering::Relaxed);

@@ -9,8 +9,9 @@ use janus_core::{CloseReason, relay::LinkCloseReason};
 
 use super::{
     AdminRefusal, DropCause, Listener, Metrics, PushKind, PushOutcome, RedisOp, Refusal,
-    ReloadResult, TunnelFailure, load,
+    ReloadResult, ResumeOutcome, TunnelFailure, load,
 };
+use janus_core::resume::ResumeRefusal;
 
 /// The close reasons a handshake can end with, always exported (others appear once seen).
 const HANDSHAKE_FAILURES: [CloseReason; 21] = {
@@ -268,6 +269,39 @@ impl Metrics {
             CloseReason::as_str,
             |r| load(&self.kicks, r.index()),
         );
+        o.by(
+            (
+                "janus_resumes_total",
+                "counter",
+                "Session resumes: attempted (a ticket presented), and each one's end: succeeded, expired (its window had passed), refused (any other reason).",
+            ),
+            "outcome",
+            &ResumeOutcome::ALL,
+            ResumeOutcome::as_str,
+            |o| self.resumes(o),
+        );
+        o.by(
+            (
+                "janus_resume_refusals_total",
+                "counter",
+                "Session resumes refused, by reason.",
+            ),
+            "reason",
+            &ResumeRefusal::ALL,
+            ResumeRefusal::as_str,
+            |r| {
+                ResumeRefusal::ALL
+                    .iter()
+                    .position(|x| *x == r)
+                    .map_or(0, |i| load(&self.resume_refusals, i))
+            },
+        );
+        o.family(
+            "janus_sessions_parked",
+            "gauge",
+            "Sessions whose connection dropped, kept for their client to resume.",
+        );
+        o.sample("janus_sessions_parked", &[], self.parked.load(relaxed));
         o.by(
             ("janus_drops_total", "counter", "Traffic refused: sessions closed for rate or budget, commands dropped on full queues."),
             "cause",
