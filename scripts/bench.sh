@@ -20,6 +20,7 @@
 #   SMOKE=1 scripts/bench.sh               a few seconds per target, debug build (CI)
 #   TARGETS="haproxy janus" CONNS="1000" PAYLOADS=64 RUNS=1 scripts/bench.sh
 #   PARTS="echo idle" scripts/bench.sh     only some parts (echo handshake broadcast idle)
+#   SKIP_BUILD=1 ...                       use the binaries in target/<profile> as they are
 #
 # Ports (127.0.0.1): 7001-7002, 7011-7012, 7100, 8100, 8110, 9100, 9110, 17102, 17300-17302.
 # This VM allows 20,000 open files per process and root cannot raise that: a relay holds two
@@ -79,10 +80,14 @@ NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 "$HAPROXY" -v | sed -n 1p
 "$NGINX" -v 2>&1
 
-step "build ($PROFILE)"
-flag=()
-[ "$PROFILE" = release ] && flag=(--release)
-cargo build -q "${flag[@]}" -p janus-tokio -p janus-mio -p janus-bench-report --bins
+if [ "${SKIP_BUILD:-0}" = 1 ]; then
+    step "build skipped (SKIP_BUILD=1): using $BIN as it is"
+else
+    step "build ($PROFILE)"
+    flag=()
+    [ "$PROFILE" = release ] && flag=(--release)
+    cargo build -q "${flag[@]}" -p janus-tokio -p janus-mio -p janus-bench-report --bins
+fi
 
 echo "machine: $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg); out: $OUT"
 
@@ -275,6 +280,13 @@ print("   %-10s %5d conns %4d B  %9.0f msg/s  p50 %7d  p99 %7d  p99.9 %7d µs  c
 PY
 }
 
+# The ramp of an idle run: at most 500 new connections a second (handshakes on a core shared
+# with other work must not pile up past the admission limits), then eight quiet seconds.
+idle_ramp_for() {
+    if [ "$SMOKE" = 1 ]; then echo 0.2s; else python3 -c "import sys; print('%ds' % max(2, int(sys.argv[1]) // 500))" "$1"; fi
+}
+idle_duration_for() { python3 -c "import sys; print('%.1fs' % (float(sys.argv[1].rstrip('s')) + 8))" "$(idle_ramp_for "$1")"; }
+
 warm="$(secs "$WARMUP")"
 measure="$(secs "$DURATION")"
 duration_for() { python3 -c "import sys; print('%.3fs' % sum(map(float, sys.argv[1:])))" "$(secs "$(ramp_for "$1")")" "$warm" "$measure"; }
@@ -348,16 +360,18 @@ if [[ " $PARTS " == *" idle "* ]]; then
                 # Two sockets per relayed connection: stay under the file limit.
                 n=$((conns > 9900 ? 9900 : conns))
                 bench idle "$target" "$n" 0 tcp "idle-$target-tcp-c$n.json" \
-                    --addr "$ADDR" --mode idle-frames --clients "$n" --ramp "$(ramp_for "$n")" \
-                    --duration "$(python3 -c "print('%.1fs' % ($(secs "$(ramp_for "$n")") + 5))")" --timeout 20s
+                    --addr "$ADDR" --mode idle-frames --clients "$n" --ramp "$(idle_ramp_for "$n")" \
+                    --duration "$(idle_duration_for "$n")" --timeout 20s
                 ;;
             *)
+                # A fresh process per transport: memory freed by the first run stays resident.
                 for transport in tcp ws; do
+                    [ "$transport" = ws ] && { cleanup; start "$target"; }
                     if [ "$transport" = ws ]; then dest=(--ws "$WS"); else dest=(--addr "$ADDR"); fi
                     # The sessions compact after a quiet second; read memory a few seconds later.
                     bench idle "$target" "$conns" 0 "$transport" "idle-$target-$transport-c$conns.json" \
-                        "${dest[@]}" --mode idle --clients "$conns" --ramp "$(ramp_for "$conns")" \
-                        --duration "$(python3 -c "print('%.1fs' % ($(secs "$(ramp_for "$conns")") * 2 + 6))")" --timeout 20s
+                        "${dest[@]}" --mode idle --clients "$conns" --ramp "$(idle_ramp_for "$conns")" \
+                        --duration "$(idle_duration_for "$conns")" --timeout 20s
                 done
                 ;;
             esac

@@ -246,6 +246,8 @@ mod tests {
             errors: 0,
             msgs_ratio: None,
             p99_ratio: None,
+            msgs_per_cpu_sec: None,
+            per_cpu_ratio: None,
         };
         let s = Summary {
             reference: "haproxy".into(),

@@ -130,6 +130,11 @@ pub struct EchoRow {
     pub msgs_ratio: Option<f64>,
     /// `p99 / reference's p99` at the same point.
     pub p99_ratio: Option<f64>,
+    /// Messages per second of the system under test's own CPU time (`msgs_per_sec / (CPU SUT /
+    /// 100)`): the comparison that holds when other work shares the core.
+    pub msgs_per_cpu_sec: Option<f64>,
+    /// `msgs_per_cpu_sec / reference's` at the same point.
+    pub per_cpu_ratio: Option<f64>,
 }
 
 /// Handshakes per second against the bound the cryptography sets on one core.
@@ -241,23 +246,29 @@ impl Summary {
     pub fn build(runs: &[Run], reference: &str) -> Self {
         let mut echo: Vec<EchoRow> = groups(runs, "echo")
             .into_iter()
-            .map(|(first, g)| EchoRow {
-                target: first.line.target.clone(),
-                label: label(first),
-                transport: first.line.transport.clone(),
-                conns: first.line.conns,
-                payload: first.line.payload,
-                runs: g.len(),
-                msgs_per_sec: med(&g, |r| r.num(&["messages_per_sec"])),
-                msgs_per_sec_range: range(&g, |r| r.num(&["messages_per_sec"])),
-                p50_us: med(&g, |r| r.num(&["request_latency_us", "p50"])),
-                p99_us: med(&g, |r| r.num(&["request_latency_us", "p99"])),
-                p999_us: med(&g, |r| r.num(&["request_latency_us", "p999"])),
-                sut_cpu_percent: med(&g, sut_cpu),
-                generator_cpu_percent: med(&g, gen_cpu),
-                errors: errors(&g),
-                msgs_ratio: None,
-                p99_ratio: None,
+            .map(|(first, g)| {
+                let msgs_per_sec = med(&g, |r| r.num(&["messages_per_sec"]));
+                let sut_cpu_percent = med(&g, sut_cpu);
+                EchoRow {
+                    target: first.line.target.clone(),
+                    label: label(first),
+                    transport: first.line.transport.clone(),
+                    conns: first.line.conns,
+                    payload: first.line.payload,
+                    runs: g.len(),
+                    msgs_per_sec,
+                    msgs_per_sec_range: range(&g, |r| r.num(&["messages_per_sec"])),
+                    p50_us: med(&g, |r| r.num(&["request_latency_us", "p50"])),
+                    p99_us: med(&g, |r| r.num(&["request_latency_us", "p99"])),
+                    p999_us: med(&g, |r| r.num(&["request_latency_us", "p999"])),
+                    sut_cpu_percent,
+                    generator_cpu_percent: med(&g, gen_cpu),
+                    errors: errors(&g),
+                    msgs_ratio: None,
+                    p99_ratio: None,
+                    msgs_per_cpu_sec: per_core(msgs_per_sec, sut_cpu_percent),
+                    per_cpu_ratio: None,
+                }
             })
             .collect();
         let refs: Vec<EchoRow> = echo
@@ -272,6 +283,7 @@ impl Summary {
             {
                 row.msgs_ratio = ratio(row.msgs_per_sec, base.msgs_per_sec);
                 row.p99_ratio = ratio(row.p99_us, base.p99_us);
+                row.per_cpu_ratio = ratio(row.msgs_per_cpu_sec, base.msgs_per_cpu_sec);
             }
         }
 
@@ -413,6 +425,9 @@ mod tests {
         let janus = &s.echo[1];
         assert_eq!(janus.msgs_ratio, Some(0.8));
         assert_eq!(janus.p99_ratio, Some(2.0));
+        // Same CPU (80 %) on both sides: the per-CPU ratio is the rate ratio.
+        assert_eq!(janus.msgs_per_cpu_sec, Some(200.0));
+        assert!((janus.per_cpu_ratio.unwrap() - 0.8).abs() < 1e-9);
         // No reference at 1000 connections: no ratio rather than a wrong one.
         assert_eq!(s.echo[2].msgs_ratio, None);
     }

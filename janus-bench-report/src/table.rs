@@ -51,10 +51,10 @@ pub fn markdown(s: &Summary) -> String {
         );
         let _ = writeln!(
             out,
-            "| target | conns | payload | msgs/s (median) | range | × {0} | p50 | p99 | p99.9 | p99 × {0} | CPU SUT | CPU gen | errors |",
+            "| target | conns | payload | msgs/s (median) | range | × {0} | p50 | p99 | p99.9 | p99 × {0} | CPU SUT | CPU gen | msgs per SUT CPU-second | × {0} | errors |",
             s.reference
         );
-        let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
         for r in &s.echo {
             let range = r.msgs_per_sec_range.map_or_else(
                 || "–".into(),
@@ -62,7 +62,7 @@ pub fn markdown(s: &Summary) -> String {
             );
             let _ = writeln!(
                 out,
-                "| {} | {} | {} B | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} B | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 r.label,
                 group_thousands(r.conns),
                 r.payload,
@@ -75,6 +75,8 @@ pub fn markdown(s: &Summary) -> String {
                 ratio(r.p99_ratio),
                 pct(r.sut_cpu_percent),
                 pct(r.generator_cpu_percent),
+                num(r.msgs_per_cpu_sec),
+                ratio(r.per_cpu_ratio),
                 r.errors
             );
         }
