@@ -135,6 +135,19 @@ impl WsSession {
         &mut self.session
     }
 
+    /// Gives back what an idle connection does not need: the session's (see
+    /// [`Session::compact`]) and the WebSocket layer's empty receive and transmit buffers.
+    /// Nothing observable changes; the next bytes allocate again.
+    pub fn compact(&mut self) {
+        self.session.compact();
+        if self.rx.is_empty() {
+            self.rx = BytesMut::new();
+        }
+        if self.tx.is_empty() {
+            self.tx = BytesMut::new();
+        }
+    }
+
     /// The session's counters (Janus frames and their bytes; WebSocket framing not included).
     pub fn stats(&self) -> SessionStats {
         self.session.stats()

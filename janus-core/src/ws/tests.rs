@@ -266,6 +266,48 @@ fn a_session_runs_over_binary_messages_with_one_frame_each() {
 }
 
 #[test]
+fn a_compacted_connection_carries_on_as_if_nothing_happened() {
+    let (mut ws, mut client) = established();
+    for round in 0..2u8 {
+        // Idle: the buffers and the key schedule go; the next message both ways rebuilds them.
+        ws.compact();
+        assert_eq!(ws.pending_transmit(), 0);
+        let data = Bytes::from(vec![round; 700]);
+        let index = client
+            .send(
+                t0(),
+                Outgoing {
+                    module: 3,
+                    seq: 1,
+                    data: data.clone(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        feed(
+            &mut ws,
+            &masked(0x82, &client.poll_transmit().unwrap(), [1, 2, 3, 4]),
+        );
+        let (tunnel, message) = drain_events(&mut ws)
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Forward { tunnel, message } => Some((tunnel, message)),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(message.data, data);
+        ws.compact();
+        ws.session_mut().handle_tunnel(t0(), tunnel, message);
+        let frames = server_frames(&written(&mut ws));
+        assert_eq!(frames.len(), 1);
+        client.handle_bytes(t0(), &frames[0].1);
+        assert!(
+            matches!(client.poll_event(), Some(ClientEvent::Packet(p)) if p.index == index && p.data == data)
+        );
+    }
+}
+
+#[test]
 fn every_protocol_violation_closes_with_its_code() {
     let too_big = vec![0u8; 20_000];
     let cases: Vec<(Vec<u8>, CloseReason, u16)> = vec![

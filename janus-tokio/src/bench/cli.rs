@@ -96,6 +96,25 @@ pub struct BenchArgs {
     /// Runtime worker threads [default: one per core].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Requests made after the ramp but not measured (latencies and rates start after it).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Report the CPU time of this process over the measured window (repeatable: the system
+    /// under test), next to the generator's own. In --mode idle without --metrics, their summed
+    /// resident memory (VmRSS) is the memory per connection's measure.
+    #[arg(long = "watch-pid", value_name = "PID")]
+    pub watch_pids: Vec<u32>,
+    /// The gateway's gRPC push service, for --mode broadcast (e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub push_addr: Option<String>,
+    /// Broadcasts in flight (asked for, not yet delivered everywhere) in --mode broadcast.
+    #[arg(long, default_value_t = super::options::DEFAULT_PUSH_WINDOW)]
+    pub push_window: u32,
+    /// Do not benchmark: time the server's handshake primitives (token open, Ed25519 verify,
+    /// X25519 keygen and agreement, Ed25519 sign) on this core for about two seconds and print
+    /// the handshakes per second they allow, as JSON.
+    #[arg(long)]
+    pub crypto_bound: bool,
     /// Do not benchmark: serve TCP echo on ADDR (the backend behind a TCP proxy for
     /// `--mode frames`), until killed.
     #[arg(long, value_name = "ADDR")]
@@ -177,6 +196,10 @@ impl BenchArgs {
             color: self.color.clone(),
             progress: false,
             metrics_url: self.metrics.clone(),
+            warmup: self.warmup,
+            watch_pids: self.watch_pids.clone(),
+            push_addr: self.push_addr.clone(),
+            push_window: self.push_window,
         };
         options.validate()?;
         Ok((options, notes))

@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     ramp: Duration,
     pub start: Instant,
     pub ramp_end: Instant,
+    /// Requests due from here on are measured (the end of the ramp plus the warm-up).
+    pub measure_from: Instant,
     pub deadline: Instant,
     pub drain_end: Instant,
 }
@@ -103,6 +105,7 @@ impl Shared {
             ramp: opts.ramp,
             start,
             ramp_end: (start + opts.ramp).min(deadline),
+            measure_from: (start + opts.ramp + opts.warmup).min(deadline),
             deadline,
             drain_end: deadline + opts.drain,
         })
@@ -139,6 +142,14 @@ impl Shared {
         } else {
             self.payload.clone()
         }
+    }
+
+    /// Records a request's latency if it was due inside the measured window.
+    fn answered(&self, stats: &mut ClientStats, due: Instant) {
+        if due >= self.measure_from {
+            stats.request_us.saturating_record(micros(due.elapsed()));
+        }
+        Live::add(&self.live.replies, 1);
     }
 
     fn failed(&self, stats: &mut ClientStats, failure: Failure) {
@@ -189,6 +200,8 @@ pub(crate) async fn run_client(
         Mode::Handshake => handshake_storm(&shared, index, &mut stats).await,
         Mode::Echo => echo_client(&shared, index, &mut stats).await,
         Mode::Idle => idle_client(&shared, index, &mut stats).await,
+        Mode::Broadcast => broadcast_client(&shared, index, &mut stats).await,
+        Mode::IdleFrames => plain_idle_client(&shared, &mut stats).await,
         Mode::Frames => frames_client(&shared, &mut stats).await,
     }
     stats
@@ -272,6 +285,63 @@ async fn idle_client(shared: &Shared, index: u32, stats: &mut ClientStats) {
         }
         Err(failure) => shared.failed(stats, failure),
     }
+}
+
+/// Connects (no handshake) and stays silent until the run ends.
+async fn plain_idle_client(shared: &Shared, stats: &mut ClientStats) {
+    let started = Instant::now();
+    let deadline = (started + shared.timeout).min(shared.drain_end);
+    let mut link = match Link::connect(&shared.endpoint, deadline).await {
+        Ok(link) => link,
+        Err(failure) => return shared.failed(stats, failure),
+    };
+    let _open = ConnectionGauge::up(&shared.live.connections);
+    stats
+        .handshake_us
+        .saturating_record(micros(started.elapsed()));
+    Live::add(&shared.live.handshakes, 1);
+    let mut rx = BytesMut::new();
+    loop {
+        match timeout_at(shared.deadline, link.read_into(&mut rx, &shared.live)).await {
+            Err(_) => break,
+            Ok(Ok(true)) => rx.clear(),
+            Ok(Ok(false)) | Ok(Err(_)) => {
+                stats.count(Failure::ClosedByServer);
+                break;
+            }
+        }
+    }
+    link.close().await;
+}
+
+/// Connects once and counts every frame the gateway sends until the run ends (pushes: the
+/// session asks for nothing), without decrypting them.
+async fn broadcast_client(shared: &Shared, index: u32, stats: &mut ClientStats) {
+    let uid = shared.uid_base.saturating_add(i64::from(index));
+    let mut conn = match open(shared, uid, stats).await {
+        Ok(conn) => conn,
+        Err(failure) => return shared.failed(stats, failure),
+    };
+    let mut rx = BytesMut::new();
+    loop {
+        match timeout_at(shared.drain_end, conn.link.read_into(&mut rx, &shared.live)).await {
+            Err(_) => break,
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) | Ok(Err(_)) => {
+                if Instant::now() < shared.deadline {
+                    stats.count(Failure::ClosedByServer);
+                }
+                break;
+            }
+        }
+        let mut frames = 0;
+        while let Some(len) = janus_core::frame::frame_len(&rx) {
+            bytes::Buf::advance(&mut rx, len);
+            frames += 1;
+        }
+        Live::add(&shared.live.pushes, frames);
+    }
+    conn.link.close().await;
 }
 
 /// Plain frames over one connection (no handshake, no encryption), each expected back as it
@@ -364,8 +434,7 @@ async fn frames_client(shared: &Shared, stats: &mut ClientStats) {
         while let Some(len) = janus_core::frame::frame_len(&rx) {
             bytes::Buf::advance(&mut rx, len);
             if let Some(due) = inflight.pop_front() {
-                stats.request_us.saturating_record(micros(due.elapsed()));
-                Live::add(&shared.live.replies, 1);
+                shared.answered(stats, due);
             }
         }
     }
@@ -590,7 +659,6 @@ impl Echo<'_> {
             self.shared.failed(stats, Failure::ServerUnexpectedErr);
             return;
         }
-        stats.request_us.saturating_record(micros(due.elapsed()));
-        Live::add(&self.shared.live.replies, 1);
+        self.shared.answered(stats, due);
     }
 }

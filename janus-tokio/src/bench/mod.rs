@@ -30,9 +30,12 @@
 
 mod cli;
 mod client;
+mod crypto;
 mod link;
 mod options;
+mod procfs;
 mod progress;
+mod push;
 mod report;
 mod stats;
 
@@ -46,8 +49,11 @@ use tokio::{task::JoinSet, time::Instant};
 
 pub use cli::{BenchArgs, parse_duration};
 pub use client::echo_server;
-pub use options::{BenchOptions, Mode, Target};
-pub use report::{BenchReport, GatewayMemory, Latency, Parameters};
+pub use crypto::{CryptoBound, crypto_bound};
+pub use options::{BenchOptions, DEFAULT_PUSH_WINDOW, Mode, Target};
+pub use report::{
+    BenchReport, BroadcastReport, Cpu, GatewayMemory, Latency, Parameters, ProcessCpu,
+};
 
 use client::Shared;
 use stats::{ClientStats, Snapshot};
@@ -64,14 +70,10 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     opts.validate()?;
     let shared = Arc::new(Shared::new(&opts).await?);
     let template = stats::histogram()?;
-    let rss_before = match &opts.metrics_url {
-        Some(url) => Some(
-            gateway_rss(url)
-                .await
-                .context("reading the gateway's metrics before the run")?,
-        ),
-        None => None,
-    };
+    let rss_before = memory(&opts)
+        .await
+        .context("reading the gateway's memory before the run")?;
+    let tcp_pages_before = procfs::tcp_buffer_pages();
 
     let bar = opts
         .progress
@@ -84,16 +86,30 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         clients.spawn(client::run_client(shared, index, stats));
     }
 
-    // Rate window: from the end of the ramp (when every client has started) to the deadline.
-    let window_start = if !opts.ramp.is_zero() && shared.ramp_end < shared.deadline {
-        tokio::time::sleep_until(shared.ramp_end).await;
-        (Instant::now(), shared.live.snapshot())
-    } else {
-        (shared.start, Snapshot::default())
+    let broadcaster = match (&opts.push_addr, opts.mode) {
+        (Some(addr), Mode::Broadcast) => Some(tokio::spawn(push::broadcaster(
+            Arc::clone(&shared),
+            addr.clone(),
+            opts.push_window,
+            opts.payload,
+            opts.color.clone(),
+        ))),
+        _ => None,
     };
+
+    // Rate window: from the end of the ramp (when every client has started) and the warm-up to
+    // the deadline.
+    let window_start =
+        if shared.measure_from > shared.start && shared.measure_from < shared.deadline {
+            tokio::time::sleep_until(shared.measure_from).await;
+            (Instant::now(), shared.live.snapshot())
+        } else {
+            (shared.start, Snapshot::default())
+        };
+    let cpu_start = procfs::CpuSample::take(&opts.watch_pids);
     // Read the gateway's memory just before the deadline, while every client is still connected.
     let mut gateway_memory = None;
-    if let (Some(url), Some(before)) = (&opts.metrics_url, rss_before) {
+    if let Some(before) = rss_before {
         let at = shared
             .deadline
             .checked_sub(std::time::Duration::from_millis(500))
@@ -103,10 +119,16 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
             .live
             .connections
             .load(std::sync::atomic::Ordering::Relaxed) as u64;
-        let after = gateway_rss(url)
+        let after = memory(&opts)
             .await
-            .context("reading the gateway's metrics at the end of the run")?;
+            .context("reading the gateway's memory at the end of the run")?
+            .unwrap_or(before);
+        let kernel_tcp_buffers = match (tcp_pages_before, procfs::tcp_buffer_pages()) {
+            (Some(before), Some(after)) => Some(after.saturating_sub(before) * PAGE_SIZE),
+            _ => None,
+        };
         gateway_memory = Some(GatewayMemory {
+            kernel_tcp_buffers,
             rss_before: before,
             rss_after: after,
             connections,
@@ -119,6 +141,11 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     }
     tokio::time::sleep_until(shared.deadline).await;
     let window_end = (Instant::now(), shared.live.snapshot());
+    let cpu = procfs::CpuSample::take(&opts.watch_pids).since(&cpu_start);
+    let broadcasts = match broadcaster {
+        Some(task) => Some(task.await.context("the broadcaster failed")?),
+        None => None,
+    };
 
     let mut total = ClientStats::new(&template);
     let mut abandoned = 0u64;
@@ -154,7 +181,32 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         Instant::now(),
     );
     report.gateway_memory = gateway_memory;
+    report.cpu = Some(cpu);
+    report.broadcast = broadcasts.map(|b| BroadcastReport {
+        broadcasts: b.sent,
+        failed: b.failed,
+        sessions: b.sessions,
+    });
     Ok(report)
+}
+
+/// Bytes per page of `/proc/net/sockstat`'s `mem` (4 KiB on the machines this runs on).
+const PAGE_SIZE: u64 = 4096;
+
+/// The system under test's resident memory: its `/metrics` when given, else the sum of the
+/// watched processes' `VmRSS`; `None` when neither was asked for.
+async fn memory(opts: &BenchOptions) -> anyhow::Result<Option<u64>> {
+    if let Some(url) = &opts.metrics_url {
+        return gateway_rss(url).await.map(Some);
+    }
+    if !matches!(opts.mode, Mode::Idle | Mode::IdleFrames) || opts.watch_pids.is_empty() {
+        return Ok(None);
+    }
+    let mut total = 0;
+    for &pid in &opts.watch_pids {
+        total += procfs::rss_bytes(pid).with_context(|| format!("no VmRSS for pid {pid}"))?;
+    }
+    Ok(Some(total))
 }
 
 /// `process_resident_memory_bytes` from a Prometheus text endpoint (`http://host:port/path`).

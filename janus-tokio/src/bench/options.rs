@@ -24,6 +24,11 @@ pub const DEFAULT_DRAIN: Duration = Duration::from_secs(2);
 /// keeping deadlines this close keeps every `Instant` sum far from overflow.
 pub const MAX_TIME: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// Default number of broadcasts the `broadcast` mode keeps in flight: asked for and not yet
+/// delivered to every session. Enough to keep the gateway busy, few enough that no session's
+/// command queue (256) overflows.
+pub const DEFAULT_PUSH_WINDOW: u32 = 8;
+
 /// Default first account id; client `i` is `uid_base + i`.
 pub const DEFAULT_UID_BASE: i64 = 1_000_000;
 
@@ -44,6 +49,14 @@ pub enum Mode {
     /// expected back unchanged: the same traffic shape through a TCP proxy (HAProxy) in front of
     /// an echo server (`janus-bench --echo-server`), the reference the edge is measured against.
     Frames,
+    /// Connect once, handshake, stay silent and count the frames the gateway sends, while one
+    /// more task asks the gateway's push service (`push_addr`) for broadcasts to every session:
+    /// encrypted broadcast deliveries per second. The frames are counted, not decrypted, so the
+    /// generator's core is not the limit.
+    Broadcast,
+    /// Connect, send nothing, stay connected until the run ends (no handshake): what an idle
+    /// connection costs a plain TCP relay (HAProxy, nginx), to set beside `idle`.
+    IdleFrames,
 }
 
 /// Where to connect.
@@ -112,6 +125,17 @@ pub struct BenchOptions {
     /// `process_resident_memory_bytes` is read before the clients connect and again at the end of
     /// the run, while they are all still connected. Default `None`.
     pub metrics_url: Option<String>,
+    /// After the ramp, requests are made but not measured for this long (connections and
+    /// handshakes settle, caches and windows warm up): latencies count requests due after
+    /// `ramp + warmup`, and rates are counted from then. Default 0.
+    pub warmup: Duration,
+    /// Processes whose CPU time is reported over the measured window (the system under test).
+    /// Default none.
+    pub watch_pids: Vec<u32>,
+    /// The gateway's gRPC push service (`host:port`) for [`Mode::Broadcast`]. Default `None`.
+    pub push_addr: Option<String>,
+    /// Broadcasts in flight in [`Mode::Broadcast`]. Default [`DEFAULT_PUSH_WINDOW`].
+    pub push_window: u32,
 }
 
 impl Default for BenchOptions {
@@ -136,6 +160,10 @@ impl Default for BenchOptions {
             color: "local".into(),
             progress: false,
             metrics_url: None,
+            warmup: Duration::ZERO,
+            watch_pids: Vec::new(),
+            push_addr: None,
+            push_window: DEFAULT_PUSH_WINDOW,
         }
     }
 }
@@ -151,6 +179,7 @@ impl BenchOptions {
             ("--ramp", self.ramp),
             ("--timeout", self.timeout),
             ("--drain", self.drain),
+            ("--warmup", self.warmup),
         ] {
             anyhow::ensure!(d <= MAX_TIME, "{name} must be at most a year");
         }
@@ -169,6 +198,11 @@ impl BenchOptions {
             self.token_key.len()
         );
         anyhow::ensure!(self.uid_base > 0, "--uid-base must be positive");
+        anyhow::ensure!(
+            self.mode != Mode::Broadcast || self.push_addr.is_some(),
+            "--mode broadcast needs --push-addr (the gateway's gRPC push service)"
+        );
+        anyhow::ensure!(self.push_window > 0, "--push-window must be at least 1");
         Ok(())
     }
 }

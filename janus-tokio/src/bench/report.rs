@@ -27,6 +27,8 @@ pub struct Parameters {
     pub module: i32,
     pub seq: i32,
     pub ramp_secs: f64,
+    #[serde(default)]
+    pub warmup_secs: f64,
     pub timeout_secs: f64,
     pub drain_secs: f64,
     pub encrypted: bool,
@@ -94,8 +96,12 @@ pub struct BenchReport {
     pub bytes_received: u64,
     pub bytes_sent_per_sec: f64,
     pub bytes_received_per_sec: f64,
-    /// Server pushes (index 0) received.
+    /// Server pushes (index 0) received; in broadcast mode, every frame received after the
+    /// handshake.
     pub pushes: u64,
+    /// Pushes received per second (broadcast mode: encrypted deliveries per second).
+    #[serde(default)]
+    pub pushes_per_sec: f64,
     /// Replies after their request timed out, or matching nothing sent.
     pub late_replies: u64,
     /// Requests still in flight when the drain grace ended (not errors).
@@ -106,6 +112,41 @@ pub struct BenchReport {
     /// The gateway's resident memory around the run, when `--metrics` was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_memory: Option<GatewayMemory>,
+    /// CPU used over the rate window, by the generator and by the `--watch-pid` processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+    /// What the broadcaster asked for (broadcast mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast: Option<BroadcastReport>,
+}
+
+/// CPU over the rate window, in percent of one core (100 = one core saturated).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Cpu {
+    /// This process (the load generator); `None` where `/proc` cannot be read.
+    pub generator_percent: Option<f64>,
+    /// Each `--watch-pid` process.
+    pub watched: Vec<ProcessCpu>,
+    /// Their sum (the system under test).
+    pub watched_percent: f64,
+}
+
+/// One watched process's CPU over the rate window.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessCpu {
+    pub pid: u32,
+    pub percent: Option<f64>,
+}
+
+/// The broadcaster's side of a broadcast run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BroadcastReport {
+    /// Broadcast calls the push service accepted.
+    pub broadcasts: u64,
+    /// Calls that failed.
+    pub failed: u64,
+    /// Sessions connected when the broadcasts started.
+    pub sessions: u64,
 }
 
 /// The gateway's `process_resident_memory_bytes` before the clients connected and at the end of
@@ -118,6 +159,10 @@ pub struct GatewayMemory {
     pub connections: u64,
     /// `(rss_after - rss_before) / connections`.
     pub bytes_per_connection: f64,
+    /// Growth of the kernel's TCP buffer memory over the same interval, bytes, machine-wide
+    /// (both ends of every connection; `/proc/net/sockstat`), when readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_tcp_buffers: Option<u64>,
 }
 
 pub(crate) fn build(
@@ -157,6 +202,7 @@ pub(crate) fn build(
             module: opts.module,
             seq: opts.seq,
             ramp_secs: opts.ramp.as_secs_f64(),
+            warmup_secs: opts.warmup.as_secs_f64(),
             timeout_secs: opts.timeout.as_secs_f64(),
             drain_secs: opts.drain.as_secs_f64(),
             encrypted: opts.encrypted,
@@ -183,11 +229,14 @@ pub(crate) fn build(
             .live
             .pushes
             .load(std::sync::atomic::Ordering::Relaxed),
+        pushes_per_sec: per_sec(window.pushes),
         late_replies: total.late_replies,
         unanswered: total.unanswered,
         error_total: total.errors.values().sum(),
         errors: total.errors,
         gateway_memory: None,
+        cpu: None,
+        broadcast: None,
     }
 }
 
@@ -207,6 +256,8 @@ impl fmt::Display for BenchReport {
                 p.rate, p.payload
             ),
             Mode::Frames => format!("plain frames, closed loop, {} B payload", p.payload),
+            Mode::IdleFrames => "idle connections, no handshake".to_owned(),
+            Mode::Broadcast => format!("encrypted broadcasts, {} B payload", p.payload),
         };
         let security = match (p.encrypted, p.server_verified) {
             (false, _) => "unencrypted",
@@ -245,7 +296,7 @@ impl fmt::Display for BenchReport {
             self.bytes_received,
             Some(self.bytes_received_per_sec),
         )?;
-        row(f, "pushes", self.pushes, None)?;
+        row(f, "pushes", self.pushes, Some(self.pushes_per_sec))?;
         row(f, "late replies", self.late_replies, None)?;
         row(f, "unanswered", self.unanswered, None)?;
         writeln!(f)?;
@@ -274,6 +325,34 @@ impl fmt::Display for BenchReport {
                 m.connections,
                 m.bytes_per_connection
             )?;
+            if let Some(kernel) = m.kernel_tcp_buffers {
+                writeln!(
+                    f,
+                    "kernel TCP buffers (apart, both ends): +{kernel} bytes\n"
+                )?;
+            }
+        }
+        if let Some(b) = &self.broadcast {
+            writeln!(
+                f,
+                "broadcasts: {} to {} sessions ({} failed)\n",
+                b.broadcasts, b.sessions, b.failed
+            )?;
+        }
+        if let Some(cpu) = &self.cpu {
+            let pct = |p: Option<f64>| p.map_or_else(|| "?".to_owned(), |p| format!("{p:.0} %"));
+            write!(
+                f,
+                "cpu over the window: generator {}",
+                pct(cpu.generator_percent)
+            )?;
+            if !cpu.watched.is_empty() {
+                write!(f, ", watched {:.0} %", cpu.watched_percent)?;
+                for p in &cpu.watched {
+                    write!(f, " (pid {}: {})", p.pid, pct(p.percent))?;
+                }
+            }
+            writeln!(f, "\n")?;
         }
         if self.errors.is_empty() {
             write!(f, "errors: none")

@@ -39,6 +39,7 @@ pub(crate) struct Snapshot {
     pub handshakes: u64,
     pub requests: u64,
     pub replies: u64,
+    pub pushes: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
@@ -50,6 +51,7 @@ impl Snapshot {
             handshakes: self.handshakes.saturating_sub(earlier.handshakes),
             requests: self.requests.saturating_sub(earlier.requests),
             replies: self.replies.saturating_sub(earlier.replies),
+            pushes: self.pushes.saturating_sub(earlier.pushes),
             bytes_in: self.bytes_in.saturating_sub(earlier.bytes_in),
             bytes_out: self.bytes_out.saturating_sub(earlier.bytes_out),
         }
@@ -62,6 +64,7 @@ impl Live {
             handshakes: self.handshakes.load(Relaxed),
             requests: self.requests.load(Relaxed),
             replies: self.replies.load(Relaxed),
+            pushes: self.pushes.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
         }

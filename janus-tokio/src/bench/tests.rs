@@ -478,3 +478,96 @@ async fn plain_frames_against_the_echo_server() {
     assert_sane_latency(&report);
     assert!(report.to_string().contains("plain frames"), "{report}");
 }
+
+/// The echo server on a free port, in this process.
+async fn echo_server_here() -> SocketAddr {
+    let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    tokio::spawn(super::echo_server(addr.to_string()));
+    for _ in 0..100 {
+        if TcpStream::connect(addr).await.is_ok() {
+            return addr;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the echo server never listened on {addr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_warm_up_is_left_out_and_cpu_is_reported() {
+    let addr = echo_server_here().await;
+    let mut opts = options(addr, false, Mode::Frames);
+    opts.duration = Duration::from_millis(900);
+    opts.warmup = Duration::from_millis(400);
+    opts.watch_pids = vec![std::process::id()];
+    let report = run(opts).await.unwrap();
+    assert!(report.errors.is_empty(), "{report}");
+    assert_eq!(report.parameters.warmup_secs, 0.4);
+    // Replies during the warm-up count nowhere in the latencies.
+    let measured = report.request_latency_us.count;
+    assert!(measured > 50, "{report}");
+    assert!(measured < report.replies, "{report}");
+    let cpu = report.cpu.clone().unwrap();
+    assert_eq!(cpu.watched.len(), 1);
+    // This process both generates and echoes: it is busy, and it is the same process twice.
+    let watched = cpu.watched[0].percent.unwrap();
+    assert!(watched > 1.0, "{report}");
+    assert_eq!(Some(watched), cpu.generator_percent, "{report}");
+    assert!(
+        report.to_string().contains("cpu over the window"),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_plain_connections_measure_the_watched_process_memory() {
+    let addr = echo_server_here().await;
+    let mut opts = options(addr, false, Mode::IdleFrames);
+    opts.clients = 20;
+    opts.duration = Duration::from_millis(1200);
+    opts.watch_pids = vec![std::process::id()];
+    let report = run(opts).await.unwrap();
+    assert!(report.errors.is_empty(), "{report}");
+    assert_eq!(report.handshakes, 20, "{report}");
+    assert_eq!(report.requests, 0, "{report}");
+    let memory = report.gateway_memory.clone().unwrap();
+    assert_eq!(memory.connections, 20, "{report}");
+    assert!(memory.rss_before > 0 && memory.rss_after > 0, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_memory_of_a_process_that_is_gone_is_an_error() {
+    let addr = echo_server_here().await;
+    let mut opts = options(addr, false, Mode::IdleFrames);
+    // Pid numbers stop far below this (pid_max is at most 2^22).
+    opts.watch_pids = vec![u32::MAX - 1];
+    let err = run(opts).await.unwrap_err();
+    assert!(format!("{err:#}").contains("VmRSS"), "{err:#}");
+}
+
+#[test]
+fn broadcast_needs_the_push_service() {
+    let opts = options("127.0.0.1:1".parse().unwrap(), false, Mode::Broadcast);
+    let err = opts.validate().unwrap_err();
+    assert!(err.to_string().contains("--push-addr"), "{err}");
+}
+
+#[test]
+fn the_crypto_bound_is_the_sum_of_the_primitives() {
+    let bound = super::crypto_bound(Duration::from_millis(100)).unwrap();
+    let parts = [
+        bound.token_open_ns,
+        bound.ed25519_verify_ns,
+        bound.x25519_keygen_ns,
+        bound.x25519_agree_ns,
+        bound.ed25519_sign_ns,
+    ];
+    assert!(parts.iter().all(|&ns| ns > 0.0), "{bound:?}");
+    let sum: f64 = parts.iter().sum();
+    assert!((sum - bound.sum_ns).abs() < 1e-6, "{bound:?}");
+    assert!(
+        (bound.handshakes_per_sec * bound.sum_ns - 1e9).abs() < 1.0,
+        "{bound:?}"
+    );
+}

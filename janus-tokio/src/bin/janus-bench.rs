@@ -35,6 +35,15 @@ fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         runtime.block_on(bench::echo_server(addr.clone()))?;
         return Ok(ExitCode::SUCCESS);
     }
+    if args.crypto_bound {
+        let bound = bench::crypto_bound(std::time::Duration::from_secs(2))?;
+        println!("{}", serde_json::to_string_pretty(&bound)?);
+        if let Some(path) = &args.json {
+            std::fs::write(path, serde_json::to_vec_pretty(&bound)?)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let (mut opts, notes) = args.to_options()?;
     opts.progress = !args.quiet && std::io::stderr().is_terminal();
     for note in notes {

@@ -68,6 +68,10 @@ pub(super) trait Writer: Send {
     fn finish(self, reason: CloseReason) -> impl Future<Output = ()> + Send;
 }
 
+/// How long a connection stays quiet (nothing read, written or received from the gateway)
+/// before its session gives back its idle memory ([`Endpoint::compact`]).
+const COMPACT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs a connection until its session has closed and its last bytes are out (or the flush
 /// deadline passed), or until session resume moves it to or from another socket.
 pub(super) async fn run(
@@ -79,6 +83,14 @@ pub(super) async fn run(
     let mut watching = true;
     let mut reading = true;
     let mut flush_deadline = None;
+    // When the connection compacts unless something happens first; `busy` says something did
+    // since the timer was last armed (cheaper than re-arming on every event).
+    let mut compact_at = Some(Instant::now() + COMPACT_AFTER);
+    let mut busy = false;
+    // One timer for every deadline, re-armed only when the earliest one moves.
+    let timer = tokio::time::sleep_until(Instant::now() + COMPACT_AFTER);
+    tokio::pin!(timer);
+    let mut armed = None;
     loop {
         if conn.parked && !conn.is_closed() {
             return Exit::Parked(Kept { conn, cmds });
@@ -95,15 +107,29 @@ pub(super) async fn run(
         }
         let open = !conn.is_closed();
         let deadline = flush_deadline.or_else(|| conn.deadline());
+        let next = match (deadline, compact_at.filter(|_| open)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if next != armed {
+            if let Some(at) = next {
+                timer.as_mut().reset(at);
+            }
+            armed = next;
+        }
         tokio::select! {
-            input = reader.read(), if reading && open => match input {
-                Input::Data(buf) => conn.on_read(buf),
-                Input::Closed => {
-                    reading = false;
-                    conn.transport_lost();
+            input = reader.read(), if reading && open => {
+                busy = true;
+                match input {
+                    Input::Data(buf) => conn.on_read(buf),
+                    Input::Closed => {
+                        reading = false;
+                        conn.transport_lost();
+                    }
                 }
             },
             ready = writer.ready(), if wants_write => {
+                busy = true;
                 let written = ready && writer.write(&mut conn.session).is_ok();
                 conn.export_stats();
                 if !written {
@@ -114,10 +140,13 @@ pub(super) async fn run(
                     break;
                 }
             }
-            Some(addressed) = cmds.recv(), if open => match addressed.cmd {
-                ConnCmd::Resume(takeover) => return Exit::Takeover(Kept { conn, cmds }, takeover),
-                cmd => conn.handle_cmd(cmd),
-            },
+            Some(addressed) = cmds.recv(), if open => {
+                busy = true;
+                match addressed.cmd {
+                    ConnCmd::Resume(takeover) => return Exit::Takeover(Kept { conn, cmds }, takeover),
+                    cmd => conn.handle_cmd(cmd),
+                }
+            }
             changed = phase.changed(), if watching && open => {
                 let now = if changed.is_ok() { *phase.borrow_and_update() } else { DrainPhase::Cut };
                 match now {
@@ -130,12 +159,29 @@ pub(super) async fn run(
                     }
                 }
             }
-            () = sleep_until(deadline), if deadline.is_some() => {
-                if flush_deadline.is_some() {
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
+                let now = Instant::now();
+                if flush_deadline.is_some_and(|at| now >= at) {
                     break;
                 }
-                conn.on_timeout();
+                if compact_at.is_some_and(|at| now >= at) {
+                    if busy {
+                        busy = false;
+                        compact_at = Some(now + COMPACT_AFTER);
+                    } else {
+                        conn.session.compact();
+                        compact_at = None;
+                    }
+                }
+                if flush_deadline.is_none() && deadline.is_some_and(|at| now >= at) {
+                    conn.on_timeout();
+                }
             }
+        }
+        if busy && compact_at.is_none() {
+            compact_at = Some(Instant::now() + COMPACT_AFTER);
+            busy = false;
         }
     }
     let reason = conn.closed.unwrap_or(CloseReason::PeerClosed);

@@ -54,6 +54,14 @@ impl Endpoint {
         }
     }
 
+    /// Gives back the idle session's memory (key schedule, empty buffers).
+    pub fn compact(&mut self) {
+        match self {
+            Self::Tcp(s) => s.compact(),
+            Self::Ws(ws) => ws.compact(),
+        }
+    }
+
     pub fn poll_timeout(&self) -> Option<Time> {
         self.session().poll_timeout()
     }
