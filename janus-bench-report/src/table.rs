@@ -54,7 +54,10 @@ pub fn markdown(s: &Summary) -> String {
             "| target | conns | payload | msgs/s (median) | range | × {0} | p50 | p99 | p99.9 | p99 × {0} | CPU SUT | CPU gen | msgs per SUT CPU-second | × {0} | errors |",
             s.reference
         );
-        let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        let _ = writeln!(
+            out,
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        );
         for r in &s.echo {
             let range = r.msgs_per_sec_range.map_or_else(
                 || "–".into(),

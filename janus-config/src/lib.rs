@@ -80,8 +80,7 @@ pub use schema::{
     DEFAULT_RECONNECT_MIN, Data, Demo, Edge, Etcd, Filters, GrpcServer, HttpServer, HubEntry,
     KcpServer, Label, Limits, LinkLimits, Log, LogFormat, MaxPayloadFilter, OidRuleName,
     RateLimitConfig, RateRuleConfig, Redis, RedisSentinel, Relay, RouteRuleConfig, Routes, Secret,
-    Server,
-    SessionLimits, TcpServer, Trace, WsServer,
+    Server, SessionLimits, TcpServer, Trace, WsServer,
 };
 pub use secrets::{load_certificate_key, load_client_signing_key};
 

@@ -107,7 +107,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in declaration order: for metrics that export a counter per reason.
-    pub const ALL: [CloseReason; 36] = {
+    pub const ALL: [CloseReason; 39] = {
         use CloseReason::*;
         [
             HandshakeTimeout,

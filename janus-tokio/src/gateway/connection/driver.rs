@@ -18,7 +18,7 @@ use crate::gateway::{
 
 /// A connection task's session and command queue, kept across sockets by session resume.
 pub(super) struct Kept {
-    pub conn: Conn<Endpoint>,
+    pub conn: Box<Conn<Endpoint>>,
     pub cmds: mailbox::Receiver<Addressed>,
 }
 

@@ -35,7 +35,7 @@ const HANDOFF_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A new connection and its socket, on their way to the task of the session its client resumes.
 pub struct Attach {
-    conn: Conn<Endpoint>,
+    conn: Box<Conn<Endpoint>>,
     stream: TcpStream,
 }
 

@@ -41,31 +41,37 @@ pub async fn serve(ticket: Ticket, mut stream: TcpStream, transport: Transport, 
     if !early.is_empty() {
         conn.on_read(early);
     }
-    let mut kept = Kept { conn, cmds };
+    let mut kept = Kept {
+        conn: Box::new(conn),
+        cmds,
+    };
     // Session resume moves a session from socket to socket: this task keeps it (and its
     // tunnels and registrations) while its client is away and takes the next socket over.
     loop {
         let (read, write) = stream.split();
-        let exit = driver::run(
+        // Boxed, as are the resume phases below: a task's future is as large as its largest
+        // state, so each phase gets an allocation of its own size instead of every connection
+        // paying for the largest one while it idles (issue 11's memory per idle connection).
+        let run = Box::pin(driver::run(
             kept,
             TcpReader {
                 half: read,
                 eof: false,
             },
             TcpWriter { half: write },
-        )
-        .await;
+        ));
+        let exit = run.await;
         (kept, stream) = match exit {
             Exit::Closed => return,
             Exit::Parked(parked) => {
                 drop(stream);
-                match resume::wait_parked(parked).await {
+                match Box::pin(resume::wait_parked(parked)).await {
                     Some(next) => next,
                     None => return,
                 }
             }
             Exit::Takeover(live, takeover) => resume::take_over(live, stream, takeover),
-            Exit::HandOff(new) => match resume::hand_off(new, stream).await {
+            Exit::HandOff(new) => match Box::pin(resume::hand_off(new, stream)).await {
                 Some(next) => next,
                 None => return,
             },
@@ -122,7 +128,9 @@ impl Reader for TcpReader<'_> {
     }
 
     async fn linger(&mut self) {
-        let mut scratch = [0u8; 1024];
+        // On the heap: an array here would sit in every connection's task future for its whole
+        // life, though only a closing connection uses it.
+        let mut scratch = vec![0u8; 1024];
         let mut left = READ_BUDGET;
         while !self.eof && left > 0 {
             if self.half.readable().await.is_err() {
