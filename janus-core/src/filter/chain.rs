@@ -198,6 +198,19 @@ pub(crate) struct SessionFilters {
     tick: u32,
 }
 
+/// Fuzz builds clone established sessions (`fuzz/fuzz_targets/session.rs` makes one and copies
+/// it per input). Filter states are opaque and not cloneable, so a copy starts with every filter
+/// bypassed; the fuzz targets configure no filters, so nothing is lost there.
+#[cfg(fuzzing)]
+impl Clone for SessionFilters {
+    fn clone(&self) -> Self {
+        Self {
+            slots: self.slots.iter().map(|_| None).collect(),
+            tick: self.tick,
+        }
+    }
+}
+
 impl fmt::Debug for SessionFilters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionFilters")
