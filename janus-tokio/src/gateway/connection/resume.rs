@@ -55,8 +55,8 @@ impl std::fmt::Debug for Takeover {
 
 impl Takeover {
     /// Sends the new connection back unused (its task then refuses the resume).
-    pub fn hand_back(self: Box<Self>) {
-        let Takeover { attach, back } = *self;
+    pub fn hand_back(self) {
+        let Takeover { attach, back } = self;
         let _ = back.send(attach);
     }
 }
@@ -74,7 +74,7 @@ pub(super) async fn wait_parked(mut kept: Kept) -> Option<(Kept, TcpStream)> {
         tokio::select! {
             Some(addressed) = kept.cmds.recv() => match addressed.cmd {
                 ConnCmd::Resume(takeover) => {
-                    if let Some(stream) = attach(&mut kept, takeover) {
+                    if let Some(stream) = attach(&mut kept, *takeover) {
                         return Some((kept, stream));
                     }
                 }
@@ -99,7 +99,7 @@ pub(super) async fn wait_parked(mut kept: Kept) -> Option<(Kept, TcpStream)> {
 pub(super) fn take_over(
     mut kept: Kept,
     stream: TcpStream,
-    takeover: Box<Takeover>,
+    takeover: Takeover,
 ) -> (Kept, TcpStream) {
     match attach(&mut kept, takeover) {
         Some(new) => (kept, new),
@@ -109,14 +109,14 @@ pub(super) fn take_over(
 
 /// Lets the new connection's session take this one's over; on success this task carries on
 /// with the new session and socket. Refused, the new connection goes back to its task.
-fn attach(kept: &mut Kept, takeover: Box<Takeover>) -> Option<TcpStream> {
+fn attach(kept: &mut Kept, takeover: Takeover) -> Option<TcpStream> {
     let Takeover {
         attach: Attach {
             conn: mut new,
             stream,
         },
         back,
-    } = *takeover;
+    } = takeover;
     let now = clock::now();
     let resumed = new
         .session

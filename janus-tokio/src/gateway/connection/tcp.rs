@@ -70,7 +70,7 @@ pub async fn serve(ticket: Ticket, mut stream: TcpStream, transport: Transport, 
                     None => return,
                 }
             }
-            Exit::Takeover(live, takeover) => resume::take_over(live, stream, takeover),
+            Exit::Takeover(live, takeover) => resume::take_over(live, stream, *takeover),
             Exit::HandOff(new) => match Box::pin(resume::hand_off(new, stream)).await {
                 Some(next) => next,
                 None => return,
