@@ -361,6 +361,11 @@ impl Driver {
                     Some(backoff) if !closed && reason.is_retryable() => backoff.next_delay(),
                     _ => None,
                 };
+                if retry_in.is_none() {
+                    // Final: `is_closed` says so before the event stream ends, not only once
+                    // this thread has finished.
+                    lock(&self.shared).closed = true;
+                }
                 self.emit(Event::Disconnected {
                     reason: if closed {
                         Disconnect::Closed
