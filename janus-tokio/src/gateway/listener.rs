@@ -11,7 +11,10 @@ use std::{
 
 use bytes::BytesMut;
 use janus_core::{limit::AdmissionError, session::Transport};
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::watch,
+};
 use tracing::{Instrument as _, debug, warn};
 
 use super::{
@@ -56,7 +59,8 @@ pub(super) async fn accept_loop(
         if !shared.proxy_protocol(kind) {
             if let Some(ticket) = admit(&shared, peer, transport) {
                 let span = connection::connection_span(kind, peer);
-                let serve = connection::serve(ticket, stream, transport, BytesMut::new());
+                let early = early_bytes(&stream, &ticket);
+                let serve = connection::serve(ticket, stream, transport, early);
                 tokio::spawn(serve.instrument(span));
             }
             continue;
@@ -92,6 +96,29 @@ pub(super) async fn accept_loop(
 pub(crate) async fn until_draining(phase: &mut watch::Receiver<DrainPhase>) {
     let _ = phase.wait_for(|p| *p != DrainPhase::Serving).await.is_ok();
 }
+
+/// The bytes a client sent before the accept loop reached its connection (a client sends its
+/// handshake as soon as it connects), read at once without waiting, and counted as handshake
+/// progress before the connection's task first runs. Under a slowloris flood the accept loop can
+/// admit (and evict for) hundreds of connections before a new task is polled; a client whose
+/// handshake is already waiting in the socket must not lose its slot to an idle attacker's
+/// connection meanwhile (a full pool evicts the least advanced handshake, the oldest on a tie).
+fn early_bytes(stream: &TcpStream, ticket: &Ticket) -> BytesMut {
+    let mut buf = [0u8; EARLY_READ];
+    // The socket is non-blocking: nothing there is `WouldBlock`; `Ok(0)` (EOF) and errors are
+    // left for the connection's own reader to find.
+    match std::io::Read::read(&mut &*socket2::SockRef::from(stream), &mut buf) {
+        Ok(n) if n > 0 => {
+            ticket.handshake_progress(n as u64);
+            BytesMut::from(buf.get(..n).unwrap_or_default())
+        }
+        _ => BytesMut::new(),
+    }
+}
+
+/// How much [`early_bytes`] reads: a whole handshake frame (a few hundred bytes) or a WebSocket
+/// upgrade request's start; the rest comes through the connection's reader.
+const EARLY_READ: usize = 2048;
 
 /// Asks admission control about a connection from `peer`; closes the handshake it evicts to make
 /// room, if any.

@@ -97,6 +97,16 @@ impl Ticket {
     pub fn peer(&self) -> SocketAddr {
         self.peer
     }
+
+    /// Reports `bytes_received` bytes of handshake read before the connection's task runs (see
+    /// `listener::early_bytes`).
+    pub fn handshake_progress(&self, bytes_received: u64) {
+        if let Some(admitted) = &self.admitted {
+            self.shared
+                .admission()
+                .handshake_progress(admitted, bytes_received);
+        }
+    }
 }
 
 impl Drop for Ticket {
