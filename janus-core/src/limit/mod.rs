@@ -79,6 +79,6 @@ pub use admission::{
     Admission, AdmissionConfig, AdmissionError, AdmissionSnapshot, Admit, Admitted,
     DEFAULT_CONNECTION_RATE, DEFAULT_IPV6_PREFIX_LEN, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_HANDSHAKES,
-    DEFAULT_MAX_HANDSHAKES_PER_ADDRESS, MAX_RATE_ENTRIES,
+    DEFAULT_MAX_HANDSHAKES_PER_ADDRESS, EVICTION_SCAN, MAX_RATE_ENTRIES,
 };
 pub use gcra::{Gcra, InvalidRateLimit, RateLimit, RateLimited};

@@ -10,7 +10,8 @@
 //!   many connections it opens; an honest client finishes its handshake in one round trip.
 //! * **A full pool evicts, it does not refuse**: when the gateway-wide cap on handshakes in
 //!   progress is reached, the newcomer takes the slot of the handshake that has made the least
-//!   progress (fewest bytes received; the oldest on a tie). A slowloris that trickles bytes or
+//!   progress (fewest bytes received; on a tie, from the address group with the most handshakes in
+//!   progress, then the oldest). A slowloris that trickles bytes or
 //!   sends nothing loses its slots to real clients, who send their whole handshake at once,
 //!   instead of locking every player out until its deadline.
 //!
@@ -44,6 +45,10 @@ pub const DEFAULT_IPV6_PREFIX_LEN: u8 = 64;
 /// costs an X25519 agreement, an Ed25519 verification and a token decryption); when it is full
 /// the least advanced handshake is evicted for a newcomer.
 pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
+
+/// How many of the least advanced handshakes [`Admission`] looks at to choose whom a full pool
+/// evicts (see `Admission::victim`).
+pub const EVICTION_SCAN: usize = 64;
 
 /// Handshakes in progress from one [`AddressGroup`]. Stops one host (a slowloris) from filling the
 /// handshake pool; an honest client holds a slot for one round trip, so even a NAT's players
@@ -272,7 +277,7 @@ impl Admission {
             });
         }
         let evict = if self.handshaking.len() >= config.max_handshakes {
-            match self.by_progress.first().map(|&(_, id)| id) {
+            match self.victim() {
                 Some(victim) => Some(victim),
                 None => {
                     return Err(AdmissionError::TooManyHandshakes {
@@ -302,6 +307,35 @@ impl Admission {
             admitted: Admitted { id, group },
             evict,
         })
+    }
+
+    /// The handshake a full pool gives up for a newcomer: the least advanced; among the oldest
+    /// [`EVICTION_SCAN`] equally advanced ones, the one whose address group has the most
+    /// handshakes in progress (then the oldest). A slowloris holds many handshakes per address;
+    /// a player holds one, whose bytes may simply not have been read yet when a flood of
+    /// connections churns the pool, and it goes only when no attacker's is in the window.
+    fn victim(&self) -> Option<u64> {
+        let &(least, first) = self.by_progress.first()?;
+        let shaking = |id: u64| {
+            self.handshaking
+                .get(&id)
+                .and_then(|h| self.per_address.get(&h.group))
+                .map_or(0, |a| a.handshakes)
+        };
+        let mut best = (shaking(first), first);
+        for &(_, id) in self
+            .by_progress
+            .iter()
+            .take(EVICTION_SCAN)
+            .skip(1)
+            .take_while(|&&(progress, _)| progress == least)
+        {
+            let n = shaking(id);
+            if n > best.0 {
+                best = (n, id);
+            }
+        }
+        Some(best.1)
     }
 
     fn check_rate(

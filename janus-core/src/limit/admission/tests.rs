@@ -129,6 +129,27 @@ fn lowering_limits_keeps_live_connections() {
 }
 
 #[test]
+fn among_equally_advanced_handshakes_a_full_pool_evicts_from_the_busiest_address() {
+    let mut admission = Admission::new(AdmissionConfig {
+        max_connections: 10,
+        max_handshakes: 3,
+        ..small()
+    });
+    // A player connects first; its bytes have not been read yet when an attacker's two
+    // connections arrive and a newcomer finds the pool full.
+    let player = admit(&mut admission, "192.0.2.1");
+    let attacker = admit(&mut admission, "198.51.100.7");
+    let _attacker2 = admit(&mut admission, "198.51.100.7");
+    let admit = admission.try_admit(ip("192.0.2.9"), T0).unwrap();
+    assert_eq!(
+        admit.evict,
+        Some(attacker.id()),
+        "the oldest of the busiest address"
+    );
+    assert!(admission.is_handshaking(&player));
+}
+
+#[test]
 fn a_full_pool_evicts_the_least_advanced_handshake() {
     let mut admission = Admission::new(AdmissionConfig {
         max_connections: 10,
@@ -325,10 +346,14 @@ proptest! {
                     match admission.try_admit(addr, T0) {
                         Ok(admit) => {
                             prop_assert!(live.len() < 12 && from_group < 4 && shaking_group < 3);
+                            // The least advanced; among those, the one whose group has the
+                            // most handshakes in progress; then the oldest.
+                            let least = live.iter().filter(|l| l.handshaking).map(|l| l.progress).min();
+                            let group_shaking = |g: u8| live.iter().filter(|l| l.group == g && l.handshaking).count();
                             let expected_victim = live
                                 .iter()
-                                .filter(|l| l.handshaking)
-                                .min_by_key(|l| (l.progress, l.token.id()))
+                                .filter(|l| l.handshaking && Some(l.progress) == least)
+                                .min_by_key(|l| (std::cmp::Reverse(group_shaking(l.group)), l.token.id()))
                                 .map(|l| l.token.id());
                             if shaking >= 5 {
                                 prop_assert_eq!(admit.evict, expected_victim);
