@@ -10,8 +10,9 @@
 //!   many connections it opens; an honest client finishes its handshake in one round trip.
 //! * **A full pool evicts, it does not refuse**: when the gateway-wide cap on handshakes in
 //!   progress is reached, the newcomer takes the slot of the handshake that has made the least
-//!   progress (fewest bytes received; on a tie, from the address group with the most handshakes in
-//!   progress, then the oldest). A slowloris that trickles bytes or
+//!   progress (fewest bytes received per unit of time since it was admitted, among the least
+//!   advanced; on a tie, from the address group with the most handshakes in progress, then the
+//!   oldest). A slowloris that trickles bytes or
 //!   sends nothing loses its slots to real clients, who send their whole handshake at once,
 //!   instead of locking every player out until its deadline.
 //!
@@ -207,6 +208,8 @@ struct PerAddress {
 struct Handshaking {
     group: AddressGroup,
     progress: u64,
+    /// When it was admitted.
+    since: Time,
 }
 
 /// Admission control for one gateway: decides at accept time whether a connection may start,
@@ -277,7 +280,7 @@ impl Admission {
             });
         }
         let evict = if self.handshaking.len() >= config.max_handshakes {
-            match self.victim() {
+            match self.victim(now) {
                 Some(victim) => Some(victim),
                 None => {
                     return Err(AdmissionError::TooManyHandshakes {
@@ -300,8 +303,14 @@ impl Admission {
         let entry = self.per_address.entry(group).or_default();
         entry.connections = entry.connections.saturating_add(1);
         entry.handshakes = entry.handshakes.saturating_add(1);
-        self.handshaking
-            .insert(id, Handshaking { group, progress: 0 });
+        self.handshaking.insert(
+            id,
+            Handshaking {
+                group,
+                progress: 0,
+                since: now,
+            },
+        );
         self.by_progress.insert((0, id));
         Ok(Admit {
             admitted: Admitted { id, group },
@@ -309,33 +318,39 @@ impl Admission {
         })
     }
 
-    /// The handshake a full pool gives up for a newcomer: the least advanced; among the oldest
-    /// [`EVICTION_SCAN`] equally advanced ones, the one whose address group has the most
-    /// handshakes in progress (then the oldest). A slowloris holds many handshakes per address;
-    /// a player holds one, whose bytes may simply not have been read yet when a flood of
-    /// connections churns the pool, and it goes only when no attacker's is in the window.
-    fn victim(&self) -> Option<u64> {
-        let &(least, first) = self.by_progress.first()?;
-        let shaking = |id: u64| {
-            self.handshaking
-                .get(&id)
-                .and_then(|h| self.per_address.get(&h.group))
-                .map_or(0, |a| a.handshakes)
+    /// The handshake a full pool gives up for a newcomer: among the [`EVICTION_SCAN`] least
+    /// advanced, the slowest, in bytes received per unit of time since it was admitted (a
+    /// slowloris trickles; a player sends its whole handshake at once, but a connection admitted
+    /// a moment ago may not have been read yet and has had no time to be slow); on a tie, one
+    /// from the address group with the most handshakes in progress (a slowloris holds many per
+    /// address, a player one), then the oldest.
+    fn victim(&self, now: Time) -> Option<u64> {
+        let shaking = |h: &Handshaking| self.per_address.get(&h.group).map_or(0, |a| a.handshakes);
+        // (bytes + 1, age in ms + 1): compared as rates by cross-multiplying.
+        let rate = |h: &Handshaking| {
+            let age = now.saturating_since(h.since).as_millis();
+            (u128::from(h.progress) + 1, age.saturating_add(1))
         };
-        let mut best = (shaking(first), first);
-        for &(_, id) in self
-            .by_progress
-            .iter()
-            .take(EVICTION_SCAN)
-            .skip(1)
-            .take_while(|&&(progress, _)| progress == least)
-        {
-            let n = shaking(id);
-            if n > best.0 {
-                best = (n, id);
+        let mut best: Option<((u128, u128), u32, u64)> = None;
+        for &(_, id) in self.by_progress.iter().take(EVICTION_SCAN) {
+            let Some(h) = self.handshaking.get(&id) else {
+                continue;
+            };
+            let candidate = (rate(h), shaking(h), id);
+            let better = match &best {
+                None => true,
+                Some(((bytes, age), groups, _)) => {
+                    let (c_bytes, c_age) = candidate.0;
+                    // c_bytes / c_age < bytes / age  <=>  c_bytes * age < bytes * c_age
+                    let (lhs, rhs) = (c_bytes.saturating_mul(*age), bytes.saturating_mul(c_age));
+                    lhs < rhs || (lhs == rhs && candidate.1 > *groups)
+                }
+            };
+            if better {
+                best = Some(candidate);
             }
         }
-        Some(best.1)
+        best.map(|(_, _, id)| id)
     }
 
     fn check_rate(
